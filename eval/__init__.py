@@ -1,0 +1,1 @@
+"""PEToolBench evaluation: scoring, error taxonomy, runners, reports."""

@@ -1,0 +1,62 @@
+"""The `petool` command.
+
+Each subcommand lives in its own module exposing `register(subparsers)`; that module
+adds its parser and sets `func`. Modules import jax and friends inside their run
+functions, so `petool --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, ...) in the order they appear in `petool --help`.
+SUBCOMMAND_MODULES = (
+    "petool_jax.commands.convert",
+    "petool_jax.commands.export",
+    "petool_jax.commands.generate",
+    "petool_jax.commands.init_model",
+    "petool_jax.commands.train",
+    "eval.cli",
+    "synth.cli",
+    "petool_jax.commands.demo",
+)
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="petool",
+        description="Personalized tool learning (PEToolLLM) in JAX: "
+        "convert -> train sft -> train dpo -> export -> eval; synth feeds sft/dpo/eval.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            # A subcommand whose module is not written yet is simply absent.
+            if err.name and module_name.startswith(err.name):
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except UserError as err:
+        print(f"petool {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

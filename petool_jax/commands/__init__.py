@@ -1,0 +1,1 @@
+"""One module per `petool` subcommand (see petool_jax/cli.py)."""

@@ -1,0 +1,1 @@
+"""PEToolBench synthesis pipeline."""
