@@ -1,0 +1,265 @@
+"""PEToolBench entries: loading, the parts of a setting's prompt, and chat messages.
+
+An entry (the authors' released `user_entries_test.json` format) carries, per setting,
+one finished system prompt (`instruction_preferred` / `_ratings` / `_chronological`):
+
+    head     "\\nYour task is ... Interaction history is:\\n"
+    history  a JSON list of past calls, json.dumps(..., ensure_ascii=False) on one line
+    tail     "\\n\\nAvailable tools ...:\\n[candidates]\\n\\nGenerate your tool call ... Begin!\\n\\n"
+
+`split_instruction` / `render_instruction` take that prompt apart and put it back byte
+for byte, so an over-long prompt can lose its OLDEST history entries while the
+candidates (in the tail) and the user query (a separate message) stay intact.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import re
+from typing import Any, Callable
+
+from petool_jax.cli import UserError
+
+SETTINGS = ("p", "r", "c")
+INSTRUCTION_KEYS = {
+    "p": "instruction_preferred",
+    "r": "instruction_ratings",
+    "c": "instruction_chronological",
+}
+PROMPT_FORMATS = ("system_user", "alpaca_user")
+
+# Keys every entry must carry whatever the file; instruction keys are checked per setting.
+REQUIRED_KEYS = ("entry_id", "query", "apis_candidate", "api_call_ground_truth")
+HISTORY_MARKER = "Interaction history is:\n"
+# The per-setting release files hold one setting each: user_entries_test_{p,r,c}.json.
+_PER_SETTING_FILE = re.compile(r"_([prc])\.json(\.gz)?$")
+
+
+def _read_json(path: pathlib.Path) -> Any:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read: {err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        hint = ""
+        if err.msg == "Extra data" and text.lstrip().startswith("{"):
+            hint = " (this looks like JSON Lines; expected one JSON list of entries)"
+        raise UserError(
+            f"{path}: line {err.lineno} column {err.colno}: not valid JSON: {err.msg}{hint}"
+        ) from None
+
+
+def _setting_of_file(path: pathlib.Path) -> str | None:
+    match = _PER_SETTING_FILE.search(path.name)
+    return match.group(1) if match else None
+
+
+def load_entries(path, settings=None) -> list[dict]:
+    """Entries of a released test file (combined, or one `user_entries_test_{p,r,c}.json`).
+
+    Checks the keys the harness reads and that `apis_candidate` parses, so a wrong file
+    fails here with the file, entry index and key rather than deep inside a run.
+    `settings` (default: all three for a combined file, the file's own for a per-setting
+    file) are the settings whose instruction key every entry must have.
+    """
+    path = pathlib.Path(path)
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise UserError(
+            f"{path}: expected a JSON list of PEToolBench entries, got a JSON {type(data).__name__}"
+        )
+    if settings is None:
+        own = _setting_of_file(path)
+        settings = (own,) if own else SETTINGS
+    for s in settings:
+        if s not in INSTRUCTION_KEYS:
+            raise UserError(f"unknown setting {s!r}; settings are {','.join(SETTINGS)}")
+    needed = REQUIRED_KEYS + tuple(INSTRUCTION_KEYS[s] for s in settings)
+    seen: dict[Any, int] = {}
+    for index, entry in enumerate(data):
+        where = f"{path}: entry {index}"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+        if "entry_id" in entry:
+            where += f" (entry_id {entry['entry_id']!r})"
+        for key in needed:
+            if key not in entry:
+                raise UserError(f"{where}: missing key {key!r}")
+        if not isinstance(entry["entry_id"], (int, str)) or isinstance(entry["entry_id"], bool):
+            raise UserError(f"{where}: key 'entry_id' must be an integer or a string")
+        if entry["entry_id"] in seen:
+            raise UserError(
+                f"{where}: duplicate entry_id {entry['entry_id']!r} (also entry {seen[entry['entry_id']]})"
+            )
+        seen[entry["entry_id"]] = index
+        for key in ("query",) + tuple(INSTRUCTION_KEYS[s] for s in settings):
+            if not isinstance(entry[key], str):
+                raise UserError(f"{where}: key {key!r} must be a string")
+        truth = entry["api_call_ground_truth"]
+        if (
+            not isinstance(truth, dict)
+            or not isinstance(truth.get("tool_name"), str)
+            or not isinstance(truth.get("parameters"), dict)
+        ):
+            raise UserError(
+                f"{where}: key 'api_call_ground_truth' must be an object with a string "
+                "'tool_name' and an object 'parameters'"
+            )
+        try:
+            candidates(entry)
+        except ValueError as err:
+            raise UserError(f"{where}: key 'apis_candidate': {err}") from None
+    return data
+
+
+def available_settings(entries: list[dict]) -> tuple[str, ...]:
+    """The settings whose instruction every entry carries."""
+    return tuple(s for s in SETTINGS if all(INSTRUCTION_KEYS[s] in e for e in entries))
+
+
+def candidates(entry: dict) -> list[dict]:
+    """The candidate tools: `apis_candidate` is a JSON string in the release."""
+    raw = entry["apis_candidate"]
+    if isinstance(raw, str):
+        try:
+            tools = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not valid JSON: {err.msg} at character {err.pos}") from None
+    else:
+        tools = raw
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("tool_name"), str) for t in tools
+    ):
+        raise ValueError("expected a list of tools, each an object with a string 'tool_name'")
+    return tools
+
+
+def same_func_tool_names(entry: dict) -> set[str]:
+    """Full `<Category>.<Tool>.<API>` names of the APIs functionally equivalent to the truth.
+
+    `apis_same_func` holds API docs (category_name, tool_name, api_name); the truth is
+    always one of them. Empty when the entry has no such key.
+    """
+    names = set()
+    for doc in entry.get("apis_same_func") or []:
+        if isinstance(doc, dict) and all(k in doc for k in ("category_name", "tool_name", "api_name")):
+            names.add(f"<{doc['category_name']}>.<{doc['tool_name']}>.<{doc['api_name']}>")
+    return names
+
+
+def split_tool_name(full_name: str) -> tuple[str, str, str]:
+    """`<Category>.<Tool>.<API>` -> (category, tool, api); tool names may hold dots."""
+    if full_name.startswith("<") and full_name.endswith(">"):
+        parts = full_name[1:-1].split(">.<")
+        if len(parts) >= 3:
+            return parts[0], ">.<".join(parts[1:-1]), parts[-1]
+    return "", "", full_name
+
+
+# --- the setting's prompt, taken apart and put back ----------------------------------
+
+
+def split_instruction(text: str) -> tuple[str, list[dict], str]:
+    """(head, history, tail) of a setting's system prompt; raises ValueError without history."""
+    start = text.find(HISTORY_MARKER)
+    if start < 0:
+        raise ValueError(f"no {HISTORY_MARKER.strip()!r} marker in the instruction")
+    start += len(HISTORY_MARKER)
+    try:
+        history, end = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"the interaction history is not a JSON list: {err.msg}") from None
+    if not isinstance(history, list):
+        raise ValueError("the interaction history is not a JSON list")
+    return text[:start], history, text[end:]
+
+
+def render_instruction(head: str, history: list[dict], tail: str) -> str:
+    """Inverse of split_instruction for the release's serialisation (one line, non-ASCII kept)."""
+    return head + json.dumps(history, ensure_ascii=False) + tail
+
+
+def history_of(entry: dict, setting: str) -> list[dict]:
+    """The interaction history shown in the setting's prompt ([] when there is none)."""
+    try:
+        return split_instruction(entry[INSTRUCTION_KEYS[setting]])[1]
+    except ValueError:
+        return []
+
+
+# --- chat messages ---------------------------------------------------------------------
+
+
+def _instruction(entry: dict, setting: str, drop_oldest: int) -> str:
+    text = entry[INSTRUCTION_KEYS[setting]]
+    if drop_oldest <= 0:
+        # The original bytes, even when the file serialised its history differently.
+        return text
+    head, history, tail = split_instruction(text)
+    return render_instruction(head, history[drop_oldest:], tail)
+
+
+def build_messages(
+    entry: dict, setting: str, drop_oldest: int = 0, prompt_format: str = "system_user"
+) -> list[dict]:
+    """Chat messages for one (entry, setting).
+
+    system_user: system = the setting's instruction, user = the query (the authors'
+    evaluation). alpaca_user: one user turn `instruction + "\\n" + query` (how the authors
+    trained with LLaMA-Factory's alpaca format).
+    """
+    if setting not in INSTRUCTION_KEYS:
+        raise ValueError(f"unknown setting {setting!r}")
+    instruction = _instruction(entry, setting, drop_oldest)
+    if prompt_format == "system_user":
+        return [
+            {"role": "system", "content": instruction},
+            {"role": "user", "content": entry["query"]},
+        ]
+    if prompt_format == "alpaca_user":
+        return [{"role": "user", "content": instruction + "\n" + entry["query"]}]
+    raise ValueError(f"unknown prompt_format {prompt_format!r}; one of {', '.join(PROMPT_FORMATS)}")
+
+
+def fit_messages(
+    entry: dict,
+    setting: str,
+    count_tokens: Callable[[list[dict]], int],
+    max_tokens: int,
+    prompt_format: str = "system_user",
+) -> tuple[list[dict], int]:
+    """Messages within `max_tokens`, dropping the fewest OLDEST history entries.
+
+    Returns (messages, n_dropped). When even an empty history does not fit, returns the
+    empty-history messages and n_dropped = len(history): the caller reports it. The count
+    only falls as entries go, so a binary search needs ~log2(20) calls of count_tokens.
+    """
+    messages = build_messages(entry, setting, 0, prompt_format)
+    if count_tokens(messages) <= max_tokens:
+        return messages, 0
+    try:
+        n_history = len(split_instruction(entry[INSTRUCTION_KEYS[setting]])[1])
+    except ValueError:
+        return messages, 0  # nothing we may drop
+    if n_history == 0:
+        return messages, 0
+    low, high = 0, n_history  # count(low) > max_tokens; answer in (low, high]
+    best = build_messages(entry, setting, high, prompt_format)
+    if count_tokens(best) > max_tokens:
+        return best, n_history
+    while high - low > 1:
+        mid = (low + high) // 2
+        trial = build_messages(entry, setting, mid, prompt_format)
+        if count_tokens(trial) <= max_tokens:
+            high, best = mid, trial
+        else:
+            low = mid
+    return best, high
