@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from petool_jax.errors import UserError  # re-exported: subcommands raise it
+
 # (module, ...) in the order they appear in `petool --help`.
 SUBCOMMAND_MODULES = (
     "petool_jax.commands.convert",
@@ -22,10 +24,6 @@ SUBCOMMAND_MODULES = (
     "synth.cli",
     "petool_jax.commands.demo",
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

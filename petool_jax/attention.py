@@ -1,0 +1,55 @@
+"""Attention masks and the attention kernel (grouped-query).
+
+Masks are boolean [B, Tq, Tk] (True = may attend). One place builds each kind:
+training (causal, optional packed segments), cached decoding (left-padded rows), and
+callers such as prefix-shared DPO may pass their own.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def causal_mask(segment_ids_BxT: jnp.ndarray | None, length: int, batch: int) -> jnp.ndarray:
+    """Causal by index; with segment ids (0 = padding) tokens only see their own segment."""
+    idx = jnp.arange(length)
+    mask_TxT = idx[None, :] <= idx[:, None]
+    mask = jnp.broadcast_to(mask_TxT, (batch, length, length))
+    if segment_ids_BxT is not None:
+        same = segment_ids_BxT[:, :, None] == segment_ids_BxT[:, None, :]
+        mask = mask & same & (segment_ids_BxT[:, None, :] != 0)
+    return mask
+
+
+def cache_mask(start_B: jnp.ndarray, cache_index, q_len: int, cache_len: int) -> jnp.ndarray:
+    """Mask for a left-padded batch writing q_len tokens at slot `cache_index`.
+
+    Row b's real tokens start at slot start_B[b]; query t sits at slot cache_index + t and
+    may see slots start_B[b] .. cache_index + t.
+    """
+    slots = jnp.arange(cache_len)[None, None, :]
+    q_slots = (cache_index + jnp.arange(q_len))[None, :, None]
+    return (slots <= q_slots) & (slots >= start_B[:, None, None])
+
+
+def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, impl: str = "xla"):
+    """softmax(q k^T / sqrt(H)) v with grouped-query heads; softmax in float32."""
+    batch, q_len, num_heads, head_dim = q_BxTxNxH.shape
+    num_kv = k_BxSxKxH.shape[2]
+    if impl == "cudnn":
+        # cuDNN flash attention: causal training without packing only (the mask is then
+        # exactly causal; right padding never influences real tokens).
+        out = jax.nn.dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, is_causal=True,
+                                           implementation="cudnn")
+        return out
+    groups = num_heads // num_kv
+    q = q_BxTxNxH.reshape(batch, q_len, num_kv, groups, head_dim)
+    scores_BxKxGxTxS = jnp.einsum("btkgh,bskh->bkgts", q, k_BxSxKxH,
+                                  preferred_element_type=jnp.float32)
+    scores_BxKxGxTxS = scores_BxKxGxTxS * (head_dim ** -0.5)
+    big_neg = jnp.finfo(jnp.float32).min
+    scores_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None, :, :], scores_BxKxGxTxS, big_neg)
+    probs = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v_BxSxKxH)
+    return out.reshape(batch, q_len, num_heads, head_dim)

@@ -1,0 +1,110 @@
+"""A petool model directory: the weights as an orbax checkpoint, the HF config.json and the
+tokenizer files, written to a temporary sibling and renamed into place when complete.
+
+    CKPT_DIR/config.json             HF-style model config (LlamaConfig.to_hf_dict)
+    CKPT_DIR/petool_model.json       {"format": "petool-model", "version": 1, "param_dtype": ...}
+    CKPT_DIR/params/                 orbax StandardCheckpointer tree (see hf_keys.py for paths)
+    CKPT_DIR/tokenizer.json ...      tokenizer files and chat template, copied as given
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import shutil
+import tempfile
+from typing import Any, Iterator
+
+import numpy as np
+
+from petool_jax.config import LlamaConfig, read_hf_config
+from petool_jax.errors import UserError
+
+MARKER = "petool_model.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.model", "chat_template.jinja", "chat_template.json", "generation_config.json")
+
+
+def is_petool_model(path: str | pathlib.Path) -> bool:
+    return (pathlib.Path(path) / MARKER).is_file()
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out_dir: str | pathlib.Path, overwrite: bool = False) -> Iterator[pathlib.Path]:
+    """Yield a temporary directory beside `out_dir`; rename it to `out_dir` on success.
+
+    On any error the temporary directory is removed and `out_dir` is left as it was.
+    """
+    out_dir = pathlib.Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise UserError(f"{out_dir} already exists (pass --overwrite to replace it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        if out_dir.exists():
+            trash = out_dir.with_name(f".{out_dir.name}.old-{tmp.name[-8:]}")
+            out_dir.rename(trash)
+            tmp.rename(out_dir)
+            shutil.rmtree(trash)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def copy_tokenizer_files(src: pathlib.Path, dst: pathlib.Path) -> list[str]:
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+            copied.append(name)
+    return copied
+
+
+def write_model_dir(tmp_dir: pathlib.Path, config: LlamaConfig, params: Any, param_dtype: str,
+                    tokenizer_src: pathlib.Path | None, extra: dict | None = None) -> None:
+    """Write config, params (numpy or jax arrays) and tokenizer files into `tmp_dir`."""
+    import orbax.checkpoint as ocp
+
+    (tmp_dir / "config.json").write_text(json.dumps(config.to_hf_dict(param_dtype), indent=2) + "\n")
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_dir / "params", params)
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    if tokenizer_src is not None:
+        copy_tokenizer_files(tokenizer_src, tmp_dir)
+    marker = {"format": "petool-model", "version": 1, "param_dtype": param_dtype, **(extra or {})}
+    (tmp_dir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def read_model_config(ckpt_dir: str | pathlib.Path) -> LlamaConfig:
+    ckpt_dir = pathlib.Path(ckpt_dir)
+    if not is_petool_model(ckpt_dir):
+        raise UserError(f"{ckpt_dir}: not a petool model directory (no {MARKER})")
+    return read_hf_config(ckpt_dir / "config.json")
+
+
+def load_params(ckpt_dir: str | pathlib.Path, abstract_params: Any | None = None) -> Any:
+    """The parameter tree. With `abstract_params` (jax.ShapeDtypeStruct leaves carrying
+    shardings) each array is restored straight onto its devices; without, as numpy."""
+    import orbax.checkpoint as ocp
+
+    path = pathlib.Path(ckpt_dir).resolve() / "params"
+    if not path.is_dir():
+        raise UserError(f"{ckpt_dir}: no params/ checkpoint")
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        if abstract_params is None:
+            return checkpointer.restore(path)
+        return checkpointer.restore(path, abstract_params)
+    finally:
+        checkpointer.close()
+
+
+def numpy_tree(params: Any) -> Any:
+    import jax
+
+    return jax.tree.map(np.asarray, params)

@@ -1,0 +1,111 @@
+"""HF safetensors checkpoint -> petool model directory.
+
+Every tensor is located, shape-checked and accounted for from the file headers before a
+byte of weight data is read; then each tensor is read on its own and copied into its slot
+of the (stacked) parameter arrays, so peak host memory stays about one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from tqdm import tqdm
+
+from petool_jax import hf_keys
+from petool_jax.checkpoint import atomic_output_dir, write_model_dir
+from petool_jax.config import read_hf_config
+from petool_jax.errors import UserError
+from petool_jax.safetensors_io import DTYPES, SafetensorsFile, iter_checkpoint_files
+
+
+def _plan(config, files: list[SafetensorsFile]):
+    """[(file, hf name, petool path, layer, transposed)] for every tensor; raises on any
+    missing, unexpected, duplicated or wrongly shaped tensor (all listed at once)."""
+    plan, seen, unexpected, bad_shapes, ignored = [], {}, [], [], []
+    for st in files:
+        for name in st.keys():
+            if hf_keys.IGNORED_HF_KEYS.fullmatch(name):
+                continue
+            match = hf_keys.match_hf_key(name)
+            if match is None or (match[1] is not None and match[1] >= config.num_hidden_layers):
+                unexpected.append(name)
+                continue
+            path, layer, transposed = match
+            if path[0] == "lm_head" and config.tie_word_embeddings:
+                ignored.append(name)  # some exporters keep the tied copy; the embedding is the weight
+                continue
+            if name in seen:
+                raise UserError(f"tensor {name!r} appears twice: in {seen[name]} and {st.path}")
+            seen[name] = st.path
+            expected = hf_keys.hf_shape(config, path)
+            if st.shape(name) != expected:
+                bad_shapes.append(f"{name} in {st.path.name}: {list(st.shape(name))}, expected {list(expected)}")
+            plan.append((st, name, path, layer, transposed))
+    missing = [k for k in hf_keys.expected_hf_keys(config) if k not in seen]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors ({len(missing)}): {missing[:20]}")
+    if unexpected:
+        problems.append(f"unexpected tensors ({len(unexpected)}): {unexpected[:20]}")
+    if bad_shapes:
+        problems.append("wrong shapes: " + "; ".join(bad_shapes[:20]))
+    if problems:
+        raise UserError("cannot convert checkpoint: " + " | ".join(problems))
+    return plan
+
+
+def _set_nested(tree: dict, path: tuple[str, ...], value) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def read_hf_params(hf_dir: str | pathlib.Path, progress: bool = True):
+    """(config, params as a nested dict of numpy arrays in the file's dtype, tensor count)."""
+    hf_dir = pathlib.Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise UserError(f"{hf_dir}: not a directory")
+    config = read_hf_config(hf_dir)
+    files = list(iter_checkpoint_files(hf_dir))
+    plan = _plan(config, files)
+    dtypes = {st.entries[name]["dtype"] for st, name, *_ in plan}
+    if len(dtypes) != 1:
+        raise UserError(f"{hf_dir}: tensors have mixed dtypes {sorted(dtypes)}")
+    dtype = DTYPES[dtypes.pop()]
+
+    params: dict = {}
+    for path in hf_keys.petool_paths(config):
+        _set_nested(params, path, np.empty(hf_keys.petool_shape(config, path), dtype))
+    filled: dict[tuple[str, ...], int] = {}
+    for st, name, path, layer, transposed in tqdm(plan, desc="read weights", unit="tensor",
+                                                   disable=not progress):
+        tensor = st.read(name)
+        dest = params
+        for key in path:
+            dest = dest[key]
+        if layer is not None:
+            dest = dest[layer]
+        np.copyto(dest, tensor.T if transposed else tensor)
+        filled[path] = filled.get(path, 0) + 1
+        del tensor
+    for path in hf_keys.petool_paths(config):  # every slot set exactly once
+        want = config.num_hidden_layers if path[0] == "layers" else 1
+        assert filled.get(path) == want, (path, filled.get(path), want)
+    return config, params, len(plan)
+
+
+def convert_hf_checkpoint(hf_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
+                          overwrite: bool = False, progress: bool = True) -> dict:
+    """Convert and return {"tensors": n, "bytes": n, "dtype": name}."""
+    hf_dir = pathlib.Path(hf_dir)
+    out_dir = pathlib.Path(out_dir)
+    if out_dir.exists() and not overwrite:  # fail before reading gigabytes
+        raise UserError(f"{out_dir} already exists (pass --overwrite to replace it)")
+    config, params, n_tensors = read_hf_params(hf_dir, progress)
+    dtype = next(iter(params["embed"].values())).dtype
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        write_model_dir(tmp, config, params, dtype.name, tokenizer_src=hf_dir,
+                        extra={"source": str(hf_dir.resolve())})
+    total = sum(int(np.prod(hf_keys.petool_shape(config, p))) for p in hf_keys.petool_paths(config))
+    return {"tensors": n_tensors, "bytes": total * dtype.itemsize, "dtype": dtype.name}

@@ -1,0 +1,112 @@
+"""Building a model and its parameters: random init, or weights from an HF directory or a
+petool model directory, placed on a mesh with the logical sharding table."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from petool_jax.checkpoint import is_petool_model, load_params, read_model_config
+from petool_jax.config import LlamaConfig, RuntimeOptions
+from petool_jax.errors import UserError
+from petool_jax.model import Llama
+from petool_jax.sharding import check_divisible, logical_to_sharding, make_mesh
+
+
+@dataclasses.dataclass
+class ModelBundle:
+    config: LlamaConfig
+    options: RuntimeOptions
+    model: Llama
+    params: Any  # the "params" collection: a nested dict of jax arrays
+    mesh: Mesh
+    tokenizer: Any = None
+
+
+def boxed_abstract_params(config: LlamaConfig, options: RuntimeOptions):
+    """Shapes/dtypes with their logical axis names (nn.LogicallyPartitioned leaves)."""
+    model = Llama(config, options)
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), tokens)["params"])
+
+
+def param_shardings(config: LlamaConfig, options: RuntimeOptions, mesh: Mesh):
+    boxed = boxed_abstract_params(config, options)
+    shardings = logical_to_sharding(boxed, mesh)
+    abstract = nn.meta.unbox(boxed)
+    check_divisible(abstract, shardings)
+    return abstract, shardings
+
+
+def init_params(config: LlamaConfig, options: RuntimeOptions, mesh: Mesh, seed: int = 0):
+    """Random parameters (normal(initializer_range), ones for norms), created sharded."""
+    model = Llama(config, options)
+    _, shardings = param_shardings(config, options, mesh)
+
+    @jax.jit
+    def init(key):
+        return nn.meta.unbox(model.init(key, jnp.zeros((1, 1), jnp.int32))["params"])
+
+    return jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
+
+
+def place_params(host_params, config: LlamaConfig, options: RuntimeOptions, mesh: Mesh):
+    """numpy tree -> sharded jax arrays in options.param_dtype, one leaf at a time.
+
+    LoRA leaves the host tree lacks (a base checkpoint loaded for LoRA training) are
+    created fresh by the caller; here every leaf of the host tree must be expected."""
+    abstract, shardings = param_shardings(config, options, mesh)
+    dtype = jnp.dtype(options.param_dtype)
+
+    def put(path, leaf, sharding):
+        if leaf.shape != tuple(sharding_shape(abstract, path)):
+            raise UserError(f"parameter {jax.tree_util.keystr(path)}: shape {leaf.shape}, "
+                            f"expected {sharding_shape(abstract, path)}")
+        return jax.device_put(jnp.asarray(leaf, dtype) if leaf.dtype != dtype else leaf, sharding)
+
+    return jax.tree_util.tree_map_with_path(put, host_params, _subtree(shardings, host_params))
+
+
+def sharding_shape(abstract, path):
+    node = abstract
+    for key in path:
+        node = node[key.key]
+    return node.shape
+
+
+def _subtree(full, like):
+    """The part of `full` whose keys appear in `like` (a base tree inside a LoRA tree)."""
+    if isinstance(like, dict):
+        return {k: _subtree(full[k], v) for k, v in like.items()}
+    return full
+
+
+def load_model(path: str | pathlib.Path, dtype: str = "float32", param_dtype: str | None = None,
+               mesh: Mesh | None = None, options: RuntimeOptions | None = None,
+               with_tokenizer: bool = True, progress: bool = False) -> ModelBundle:
+    """An HF directory or a petool model directory -> ModelBundle (params on `mesh`)."""
+    from petool_jax.convert import read_hf_params
+    from petool_jax.tokenizer import load_tokenizer
+
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: model directory not found")
+    options = options or RuntimeOptions(dtype=dtype, param_dtype=param_dtype or dtype)
+    mesh = mesh or make_mesh(devices=jax.devices()[:1])
+    if is_petool_model(path):
+        config = read_model_config(path)
+        abstract, shardings = param_shardings(config, options, mesh)
+        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                              abstract, shardings)
+        params = load_params(path, target)
+    else:
+        config, host_params, _ = read_hf_params(path, progress=progress)
+        params = place_params(host_params, config, options, mesh)
+    tokenizer = load_tokenizer(path) if with_tokenizer else None
+    return ModelBundle(config, options, Llama(config, options), params, mesh, tokenizer)

@@ -1,0 +1,130 @@
+"""LLaMA-3 family decoder in Flax (linen), numerically matching transformers'
+LlamaForCausalLM. Layers are stacked with nn.scan (parameters carry a leading "layers"
+axis), optionally rematerialised; an optional KV cache (a pytree of stacked arrays) makes
+the same module serve training, prefill and decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from petool_jax.attention import attend, causal_mask
+from petool_jax.config import LlamaConfig, RuntimeOptions
+from petool_jax.layers import Embed, Linear, RMSNorm
+from petool_jax.rope import apply_rope, rope_tables
+
+REMAT_POLICY_FNS = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+class Attention(nn.Module):
+    config: LlamaConfig
+    options: RuntimeOptions
+
+    @nn.compact
+    def __call__(self, x_BxTxD, cos, sin, mask_BxTxS, layer_cache, cache_index):
+        cfg, opts = self.config, self.options
+        batch, length, _ = x_BxTxD.shape
+        std = cfg.initializer_range
+        q = Linear(cfg.q_dim, ("embed", "q_heads"), std, opts, name="q_proj")(x_BxTxD)
+        k = Linear(cfg.kv_dim, ("embed", "kv_heads"), std, opts, name="k_proj")(x_BxTxD)
+        v = Linear(cfg.kv_dim, ("embed", "kv_heads"), std, opts, name="v_proj")(x_BxTxD)
+        q_BxTxNxH = apply_rope(q.reshape(batch, length, cfg.num_attention_heads, cfg.head_dim), cos, sin)
+        k_BxTxKxH = apply_rope(k.reshape(batch, length, cfg.num_key_value_heads, cfg.head_dim), cos, sin)
+        v_BxTxKxH = v.reshape(batch, length, cfg.num_key_value_heads, cfg.head_dim)
+        new_cache = None
+        if layer_cache is not None:
+            # Write this step's keys/values at slot cache_index and attend over the whole cache.
+            start = (0, cache_index, 0, 0)
+            k_BxTxKxH = jax.lax.dynamic_update_slice(layer_cache["k"], k_BxTxKxH.astype(layer_cache["k"].dtype), start)
+            v_BxTxKxH = jax.lax.dynamic_update_slice(layer_cache["v"], v_BxTxKxH.astype(layer_cache["v"].dtype), start)
+            new_cache = {"k": k_BxTxKxH, "v": v_BxTxKxH}
+        impl = opts.attention if layer_cache is None else "xla"
+        out = attend(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxTxS, impl=impl)
+        out = out.reshape(batch, length, cfg.q_dim)
+        return Linear(cfg.hidden_size, ("q_heads", "embed"), std, opts, name="o_proj")(out), new_cache
+
+
+class MLP(nn.Module):
+    config: LlamaConfig
+    options: RuntimeOptions
+
+    @nn.compact
+    def __call__(self, x):
+        cfg, opts = self.config, self.options
+        std = cfg.initializer_range
+        gate = Linear(cfg.intermediate_size, ("embed", "mlp"), std, opts, name="gate_proj")(x)
+        up = Linear(cfg.intermediate_size, ("embed", "mlp"), std, opts, name="up_proj")(x)
+        hidden = nn.with_logical_constraint(jax.nn.silu(gate) * up, ("batch", "act_length", "act_mlp"))
+        return Linear(cfg.hidden_size, ("mlp", "embed"), std, opts, name="down_proj")(hidden)
+
+
+class DecoderLayer(nn.Module):
+    config: LlamaConfig
+    options: RuntimeOptions
+
+    @nn.compact
+    def __call__(self, x, layer_cache, cos, sin, mask, cache_index):
+        cfg, opts = self.config, self.options
+        x = nn.with_logical_constraint(x, ("batch", "act_length", "act_embed"))
+        h, new_cache = Attention(cfg, opts, name="attn")(
+            RMSNorm(cfg.rms_norm_eps, opts, name="input_norm")(x), cos, sin, mask, layer_cache, cache_index)
+        x = x + h
+        x = x + MLP(cfg, opts, name="mlp")(RMSNorm(cfg.rms_norm_eps, opts, name="post_attn_norm")(x))
+        return x, new_cache
+
+
+class Llama(nn.Module):
+    """tokens [B, T] -> logits [B, T, V] (in options.dtype) and the updated cache."""
+
+    config: LlamaConfig
+    options: RuntimeOptions = RuntimeOptions()
+
+    @nn.compact
+    def __call__(self, tokens_BxT, positions_BxT=None, mask_BxTxS=None, segment_ids_BxT=None,
+                 cache: dict[str, Any] | None = None, cache_index=None):
+        cfg, opts = self.config, self.options
+        batch, length = tokens_BxT.shape
+        if positions_BxT is None:
+            positions_BxT = jnp.broadcast_to(jnp.arange(length), (batch, length))
+        if mask_BxTxS is None:
+            if cache is not None:
+                raise ValueError("a cached call needs an explicit mask (see attention.cache_mask)")
+            mask_BxTxS = causal_mask(segment_ids_BxT, length, batch)
+        cos, sin = rope_tables(cfg, positions_BxT)
+        embed = Embed(cfg.vocab_size, cfg.hidden_size, cfg.initializer_range, opts, name="embed")
+        x = embed(tokens_BxT)
+
+        layer_cls = DecoderLayer
+        if opts.remat != "none":
+            layer_cls = nn.remat(DecoderLayer, policy=REMAT_POLICY_FNS[opts.remat], prevent_cse=False)
+        layers = nn.scan(
+            layer_cls,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+            length=cfg.num_hidden_layers,
+            unroll=opts.scan_unroll,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )(cfg, opts, name="layers")
+        x, new_cache = layers(x, cache, cos, sin, mask_BxTxS, cache_index)
+
+        x = RMSNorm(cfg.rms_norm_eps, opts, name="final_norm")(x)
+        if cfg.tie_word_embeddings:
+            logits = embed.attend(x)
+        else:
+            logits = Linear(cfg.vocab_size, ("embed", "vocab"), cfg.initializer_range, opts, name="lm_head")(x)
+        return logits, new_cache
+
+
+def init_cache(config: LlamaConfig, batch: int, length: int, dtype) -> dict[str, jnp.ndarray]:
+    """Zeroed KV cache: k and v, each [layers, B, S, kv_heads, head_dim]."""
+    shape = (config.num_hidden_layers, batch, length, config.num_key_value_heads, config.head_dim)
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
