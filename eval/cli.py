@@ -1,0 +1,180 @@
+"""`petool eval run` and `petool eval score` (with `--compare`)."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+from petool_jax.cli import UserError
+
+# Built-in defaults; a --config YAML (configs/eval/*.yaml) may change them, flags win over both.
+RUN_DEFAULTS = {
+    "settings": "p,r,c",
+    "limit": None,
+    "batch_size": 16,
+    "max_prompt_tokens": 4000,
+    "max_new_tokens": 256,
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "seed": 0,
+    "prompt_format": "system_user",
+    "dtype": "float32",
+    "base_url": None,
+    "concurrency": 8,
+    "max_retries": 5,
+    "timeout": 60.0,
+    "model": None,
+    "data": None,
+}
+
+
+def parse_settings(text: str) -> list[str]:
+    from petool_jax.petoolbench import SETTINGS
+
+    settings = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in settings if s not in SETTINGS]
+    if bad or not settings:
+        raise UserError(f"--settings {text!r}: use a comma list of {','.join(SETTINGS)}")
+    return list(dict.fromkeys(settings))
+
+
+def _load_config(path) -> dict:
+    import yaml
+
+    try:
+        values = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a mapping of eval run options")
+    unknown = sorted(set(values) - set(RUN_DEFAULTS))
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r}; keys are {', '.join(sorted(RUN_DEFAULTS))}")
+    if isinstance(values.get("settings"), list):
+        values["settings"] = ",".join(values["settings"])
+    return values
+
+
+def _resolved(args) -> dict:
+    values = dict(RUN_DEFAULTS)
+    if args.config:
+        values.update(_load_config(args.config))
+    values.update({k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None})
+    for key in ("model", "data"):
+        if not values[key]:
+            raise UserError(f"--{key} is required (as a flag or in --config)")
+    return values
+
+
+def run_command(args) -> int:
+    from eval.options import RunOptions
+    from eval.report import render_markdown  # noqa: F401  (fail early on a broken install)
+    from eval.run import run_eval
+
+    v = _resolved(args)
+    out = pathlib.Path(args.out)
+    model = v["model"]
+    if not (model == "rule" or model.startswith("openai:")):
+        model = str(pathlib.Path(model).resolve())
+    options = RunOptions(
+        model=model,
+        data=str(pathlib.Path(v["data"]).resolve()),
+        max_prompt_tokens=int(v["max_prompt_tokens"]),
+        max_new_tokens=int(v["max_new_tokens"]),
+        temperature=float(v["temperature"]),
+        top_p=float(v["top_p"]),
+        seed=int(v["seed"]),
+        prompt_format=v["prompt_format"],
+        batch_size=int(v["batch_size"]),
+        dtype=v["dtype"],
+        base_url=v["base_url"],
+        api_key=args.api_key,  # flag or, inside the client, OPENAI_API_KEY; never stored
+        concurrency=int(v["concurrency"]),
+        max_retries=int(v["max_retries"]),
+        timeout_s=float(v["timeout"]),
+        cache_dir=None if args.no_cache else str(out / "api_cache"),
+    )
+    report = run_eval(options, out, parse_settings(v["settings"]), v["limit"], retry_failed=args.retry_failed)
+    _print_summary(report, out)
+    return 0
+
+
+def score_command(args) -> int:
+    if args.compare:
+        from eval.compare import compare
+
+        print(compare(args.compare, args.out)["markdown"], end="")
+        return 0
+    if not args.data or not args.predictions:
+        raise UserError("eval score needs --data and --predictions (or --compare DIR DIR ...)")
+    from eval.predictions import load_predictions
+    from eval.report import write_outputs
+    from eval.scoring import build_report
+    from petool_jax import petoolbench as pb
+
+    settings = parse_settings(args.settings) if args.settings else None
+    entries = pb.load_entries(args.data, settings)
+    predictions = load_predictions(args.predictions, {e["entry_id"] for e in entries})
+    if settings is None:
+        present = {s for _, s in predictions}
+        settings = [s for s in pb.available_settings(entries) if s in present] or list(pb.available_settings(entries))
+    selected = entries[:args.limit] if args.limit else entries
+    meta = {"data": str(args.data), "predictions": str(args.predictions), "limit": args.limit,
+            "model": args.model_name}
+    report, rows = build_report(selected, predictions, settings, meta)
+    write_outputs(args.out, report, rows)
+    _print_summary(report, pathlib.Path(args.out))
+    return 0
+
+
+def _print_summary(report: dict, out: pathlib.Path) -> None:
+    from eval.report import pct
+
+    for scorer, by_setting in report["scores"].items():
+        parts = [f"{s}: tool {pct(m['tool_acc'])} param {pct(m['param_acc'])}" for s, m in by_setting.items()]
+        print(f"{scorer:6s} " + " | ".join(parts))
+    print(f"report: {out / 'report.md'}")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate a model on PEToolBench (run, score, compare)")
+    commands = parser.add_subparsers(dest="eval_command", required=True)
+
+    run = commands.add_parser("run", help="generate predictions for every entry and setting, then score them",
+                              description="Resumable: rerunning the same command skips what is done.")
+    run.add_argument("--model", help="rule | openai:NAME | a model directory (HF or petool)")
+    run.add_argument("--data", help="user_entries_test.json(.gz) or user_entries_test_{p,r,c}.json")
+    run.add_argument("--out", required=True, help="run directory (predictions.jsonl, report.*)")
+    run.add_argument("--config", help="YAML of defaults for these options (configs/eval/)")
+    run.add_argument("--settings", help="comma list of p,r,c (default all three)")
+    run.add_argument("--limit", type=int, help="only the first N entries")
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--max-prompt-tokens", type=int,
+                     help="drop oldest history entries beyond this (default 4000)")
+    run.add_argument("--max-new-tokens", type=int)
+    run.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    run.add_argument("--top-p", type=float)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--prompt-format", choices=("system_user", "alpaca_user"))
+    run.add_argument("--dtype", help="JAX models: float32 | bfloat16")
+    run.add_argument("--base-url", help="API models: default OPENAI_BASE_URL")
+    run.add_argument("--api-key", help="API models: default OPENAI_API_KEY (never written anywhere)")
+    run.add_argument("--concurrency", type=int, help="API models: requests in flight")
+    run.add_argument("--max-retries", type=int)
+    run.add_argument("--timeout", type=float, help="API models: seconds per request")
+    run.add_argument("--no-cache", action="store_true", help="API models: no response cache in OUT/api_cache")
+    run.add_argument("--retry-failed", action="store_true", help="resend requests recorded as failed")
+    run.set_defaults(func=run_command)
+
+    score = commands.add_parser("score", help="score predictions (paper + strict), write report.json/.md and plots",
+                                description="With --compare, put several scored run directories in one table.")
+    score.add_argument("--data")
+    score.add_argument("--predictions")
+    score.add_argument("--out", required=True)
+    score.add_argument("--settings", help="default: the settings present in the predictions")
+    score.add_argument("--limit", type=int, help="only the first N entries (as in the run)")
+    score.add_argument("--model-name", help="a label for the report")
+    score.add_argument("--compare", nargs="+", metavar="DIR", help="scored run directories to put side by side")
+    score.set_defaults(func=score_command)

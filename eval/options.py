@@ -1,0 +1,37 @@
+"""Settings of one `petool eval run`, shared by the run loop and the runners."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# What must match between a run and its resumption: changing any of these changes answers.
+RESUME_KEYS = ("model", "data", "prompt_format", "max_prompt_tokens", "max_new_tokens",
+               "temperature", "top_p", "seed")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str = "rule"
+    data: str = ""
+    max_prompt_tokens: int = 4000
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+    prompt_format: str = "system_user"
+    batch_size: int = 16
+    dtype: str = "float32"
+    progress: bool = True
+    # OpenAI-compatible API runner. The key is never stored: repr=False keeps it out of logs.
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 8
+    max_retries: int = 5
+    timeout_s: float = 60.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    cache_dir: str | None = None
+
+    def resume_record(self) -> dict:
+        """The run.json content: what a resumed run must repeat (never the key or base URL)."""
+        return {k: getattr(self, k) for k in RESUME_KEYS}
