@@ -9,7 +9,7 @@ from petool_jax.cli import UserError
 
 # Built-in defaults; a --config YAML (configs/eval/*.yaml) may change them, flags win over both.
 RUN_DEFAULTS = {
-    "settings": "p,r,c",
+    "settings": None,  # the data's: all three for a combined file, one for a per-setting file
     "limit": None,
     "batch_size": 16,
     "max_prompt_tokens": 4000,
@@ -23,6 +23,7 @@ RUN_DEFAULTS = {
     "concurrency": 8,
     "max_retries": 5,
     "timeout": 60.0,
+    "backoff_base": 0.5,
     "model": None,
     "data": None,
 }
@@ -94,9 +95,11 @@ def run_command(args) -> int:
         concurrency=int(v["concurrency"]),
         max_retries=int(v["max_retries"]),
         timeout_s=float(v["timeout"]),
+        backoff_base_s=float(v["backoff_base"]),
         cache_dir=None if args.no_cache else str(out / "api_cache"),
     )
-    report = run_eval(options, out, parse_settings(v["settings"]), v["limit"], retry_failed=args.retry_failed)
+    settings = parse_settings(v["settings"]) if v["settings"] else None
+    report = run_eval(options, out, settings, v["limit"], retry_failed=args.retry_failed)
     _print_summary(report, out)
     return 0
 
@@ -148,7 +151,7 @@ def register(subparsers) -> None:
     run.add_argument("--data", help="user_entries_test.json(.gz) or user_entries_test_{p,r,c}.json")
     run.add_argument("--out", required=True, help="run directory (predictions.jsonl, report.*)")
     run.add_argument("--config", help="YAML of defaults for these options (configs/eval/)")
-    run.add_argument("--settings", help="comma list of p,r,c (default all three)")
+    run.add_argument("--settings", help="comma list of p,r,c (default: every setting the data holds)")
     run.add_argument("--limit", type=int, help="only the first N entries")
     run.add_argument("--batch-size", type=int)
     run.add_argument("--max-prompt-tokens", type=int,
@@ -164,6 +167,7 @@ def register(subparsers) -> None:
     run.add_argument("--concurrency", type=int, help="API models: requests in flight")
     run.add_argument("--max-retries", type=int)
     run.add_argument("--timeout", type=float, help="API models: seconds per request")
+    run.add_argument("--backoff-base", type=float, help="API models: first retry waits up to this many seconds")
     run.add_argument("--no-cache", action="store_true", help="API models: no response cache in OUT/api_cache")
     run.add_argument("--retry-failed", action="store_true", help="resend requests recorded as failed")
     run.set_defaults(func=run_command)

@@ -45,6 +45,7 @@ def run_eval(options: RunOptions, out, settings, limit=None, retry_failed=False,
     """Run, write, score; returns the report. `runner` overrides --model (tests, plug-ins)."""
     out = pathlib.Path(out)
     entries = pb.load_entries(options.data, settings)
+    settings = list(settings or pb.available_settings(entries))
     selected = entries[:limit] if limit else entries
     out.mkdir(parents=True, exist_ok=True)
     _check_run_record(out, options)

@@ -74,7 +74,8 @@ def load_entries(path, settings=None) -> list[dict]:
     data = _read_json(path)
     if not isinstance(data, list):
         raise UserError(
-            f"{path}: expected a JSON list of PEToolBench entries, got a JSON {type(data).__name__}"
+            f"{path}: expected a JSON list of PEToolBench entries, got a JSON "
+            + {"dict": "object", "str": "string"}.get(type(data).__name__, type(data).__name__)
         )
     if settings is None:
         own = _setting_of_file(path)

@@ -62,7 +62,7 @@ def test_load_rejects_wrong_file_formats(tmp_path):
     with pytest.raises(UserError, match=r"preds.jsonl: line 2 column 1: .*looks like JSON Lines"):
         pb.load_entries(jsonl)
     obj = write_json(tmp_path / "obj.json", {"entries": []})
-    with pytest.raises(UserError, match=r"obj.json: expected a JSON list .*got a JSON dict"):
+    with pytest.raises(UserError, match=r"obj.json: expected a JSON list .*got a JSON object"):
         pb.load_entries(obj)
     with pytest.raises(UserError, match=r"missing.json: no such file"):
         pb.load_entries(tmp_path / "missing.json")
