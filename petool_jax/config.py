@@ -85,6 +85,9 @@ class LlamaConfig:
         rope = dict(hf.get("rope_parameters") or {})
         if hf.get("rope_scaling"):
             rope.update(hf["rope_scaling"])
+        if "rope_theta" in rope and "rope_theta" in hf and float(rope["rope_theta"]) != float(hf["rope_theta"]):
+            raise UserError(f"{source}: rope_theta {hf['rope_theta']} disagrees with "
+                            f"rope_parameters.rope_theta {rope['rope_theta']}")
         rope_theta = float(rope.get("rope_theta", hf.get("rope_theta", 10000.0)))
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type not in SUPPORTED_ROPE_TYPES:

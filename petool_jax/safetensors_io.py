@@ -100,7 +100,7 @@ def write_file(path: str | os.PathLike, specs: list[tuple[str, tuple[int, ...], 
             array = produce(name)
             if array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
                 raise ValueError(f"{name}: produced {array.shape} {array.dtype}, declared {shape} {dtype}")
-            f.write(np.ascontiguousarray(array).data)
+            f.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
 
 
 def iter_checkpoint_files(hf_dir: pathlib.Path) -> Iterator[SafetensorsFile]:

@@ -1,0 +1,49 @@
+"""`petool generate`: one prompt through a model with the KV-cache generator."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="generate text from a prompt",
+                              description="Generate from an HF directory or a petool model directory. "
+                              "Greedy at temperature 0 (the default); stops on any LLaMA-3 end token.")
+    p.add_argument("--model", required=True, help="HF directory or petool model directory")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn of the chat template")
+    p.add_argument("--system", default=None, help="system message (with --chat)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--json", action="store_true", help='print {"text", "token_ids"} (generated ids only)')
+    p.set_defaults(func=run)
+
+
+def encode_prompt(tokenizer, prompt: str, chat: bool, system: str | None = None) -> list[int]:
+    if chat:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    return tokenizer(prompt)["input_ids"]
+
+
+def run(args) -> int:
+    from petool_jax.errors import UserError
+    from petool_jax.generation import generate_batch, load_model
+
+    if args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be >= 1")
+    bundle = load_model(args.model, dtype=args.dtype)
+    ids = encode_prompt(bundle.tokenizer, args.prompt, args.chat, args.system)
+    [out] = generate_batch(bundle, [ids], max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                           top_p=args.top_p, seed=args.seed, batch_size=1, progress=False)
+    text = bundle.tokenizer.decode(out, skip_special_tokens=True)
+    if args.json:
+        print(json.dumps({"text": text, "token_ids": out}))
+    else:
+        print(text)
+    return 0
