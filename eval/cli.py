@@ -71,7 +71,6 @@ def _resolved(args) -> dict:
 
 def run_command(args) -> int:
     from eval.options import RunOptions
-    from eval.report import render_markdown  # noqa: F401  (fail early on a broken install)
     from eval.run import run_eval
 
     v = _resolved(args)
@@ -120,9 +119,13 @@ def score_command(args) -> int:
     settings = parse_settings(args.settings) if args.settings else None
     entries = pb.load_entries(args.data, settings)
     predictions = load_predictions(args.predictions, {e["entry_id"] for e in entries})
+    available = pb.available_settings(entries)
+    present = {s for _, s in predictions}
     if settings is None:
-        present = {s for _, s in predictions}
-        settings = [s for s in pb.available_settings(entries) if s in present] or list(pb.available_settings(entries))
+        settings = [s for s in available if s in present] or list(available)
+    stray = sorted(present - set(available))
+    if stray:
+        raise UserError(f"{args.predictions}: predictions for setting {stray[0]!r}, which {args.data} does not hold")
     selected = entries[:args.limit] if args.limit else entries
     meta = {"data": str(args.data), "predictions": str(args.predictions), "limit": args.limit,
             "model": args.model_name}

@@ -136,6 +136,16 @@ def test_score_rejects_bad_predictions(tmp_path, data, capsys, content, message)
     assert re.search(message, err), err
 
 
+def test_score_rejects_predictions_for_a_setting_the_data_lacks(tmp_path, capsys):
+    entries = small_benchmark()
+    for e in entries:
+        del e["instruction_preferred"], e["instruction_chronological"]
+    data = write_json(tmp_path / "user_entries_test_r.json", entries)
+    predictions = _write_predictions(tmp_path / "preds.jsonl", [{"entry_id": 1, "setting": "p", "response": "x"}])
+    assert main(["eval", "score", "--data", str(data), "--predictions", str(predictions), "--out", str(tmp_path / "o")]) == 2
+    assert "preds.jsonl: predictions for setting 'p', which" in capsys.readouterr().err
+
+
 def test_score_rejects_a_data_file_of_the_wrong_format(tmp_path, capsys):
     predictions = _write_predictions(tmp_path / "preds.jsonl", [{"entry_id": 1, "setting": "p", "response": "x"},
                                                                 {"entry_id": 2, "setting": "p", "response": "y"}])

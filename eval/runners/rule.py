@@ -41,7 +41,9 @@ def lexical_scores(query: str, candidates: list[dict]) -> list[float]:
     df = Counter(w for bag in bags for w in bag)
     n = len(candidates)
     query_words = set(words(query))
-    return [sum(math.log((n + 1) / (df[w] + 1)) + 1e-3 for w in query_words & bag) for bag in bags]
+    # Summed in sorted order: set order follows string hashing, which changes per process,
+    # and float sums in another order can break a tie the other way.
+    return [sum(math.log((n + 1) / (df[w] + 1)) + 1e-3 for w in sorted(query_words & bag)) for bag in bags]
 
 
 def provider(tool_name: str) -> tuple[str, str]:
