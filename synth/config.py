@@ -1,0 +1,225 @@
+"""Synthesis configuration: defaults, a YAML file over them, then key=value overrides.
+
+Every key the pipeline reads is in DEFAULTS; an unknown key in the file or on the command
+line is an error that names it (a typo must not silently fall back to a default).
+Values on the command line are parsed as YAML scalars (`num_users=20`, `llm.model=none`,
+`settings=p,c`, `tool_pool=[a.json,b.json]`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from petool_jax.cli import UserError
+
+SETTINGS = ("p", "r", "c")
+
+DEFAULTS: dict[str, Any] = {
+    # Files or folders: ToolBench/RapidAPI tool documents, or PEToolBench entry files to harvest.
+    "tool_pool": [],
+    "output_dir": "runs/synth",
+    # Stage results and the LLM cache; default <output_dir>/work.
+    "work_dir": None,
+    "num_users": 100,
+    "seed": 0,
+    "candidates": 10,
+    "settings": "p,r,c",
+    "test_fraction": 0.25,
+    "instances_per_user": 3,
+    # Fraction of functionality groups whose instances go to the test split only.
+    "holdout_groups": 0.0,
+    "llm": {
+        "model": "gpt-4o-mini",  # "none": offline (needs a pool that already has instructions)
+        "base_url": None,  # default: OPENAI_BASE_URL, else the OpenAI API
+        "temperature": 0.0,
+        "max_tokens": 1024,
+        "max_concurrency": 8,
+        "max_retries": 5,
+        "timeout_s": 60.0,
+        "max_reasks": 2,
+        "cache_dir": None,  # default <work_dir>/llm_cache
+    },
+    "embedding": {
+        "model": "text-embedding-3-small",  # or "local-hash" (offline, numpy only)
+        "dim": 512,  # local-hash only
+        "batch_size": 128,
+    },
+    "understanding": {
+        "attributes": ["ease_of_use", "documentation_quality", "authentication", "pricing", "reliability"],
+        "max_apis_per_prompt": 40,
+    },
+    "groups": {
+        "regroup": False,  # recompute groups even when the pool already has them
+        "same_threshold": 0.90,  # cosine at or above: same functionality
+        "verify_threshold": 0.75,  # between this and same_threshold: ask the LLM
+        "max_size": 8,
+    },
+    "preferences": {
+        "min_tools": 8,
+        "max_tools": 20,
+        "jitter": 0.05,  # noise on attribute similarity so users sharing an anchor differ
+        "anchor_tries": 5,
+    },
+    "instructions": {
+        "per_api": 2,  # examples wanted per API; the LLM writes the ones the pool lacks
+    },
+    "history": {
+        "min_len": 10,
+        "max_len": 20,
+        "negative_fraction": 0.25,  # share of non-preferred calls in r and c histories
+    },
+    "quality": {
+        # Cut test queries out of the training data (training instances with that query, and
+        # history calls with its text); the leakage report is then measured after the cut.
+        "scrub_test_queries_from_train": True,
+        "drop_leaked_test": False,  # drop test instances whose query text still occurs in training data
+    },
+}
+
+
+def _merge(base: dict, update: dict, where: str, prefix: str = "") -> None:
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            raise UserError(f"{where}: unknown key {dotted!r}; known keys: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: key {dotted!r} must be a mapping")
+            _merge(base[key], value, where, dotted + ".")
+        else:
+            base[key] = value
+
+
+def _set_dotted(config: dict, dotted: str, value: Any) -> None:
+    node = config
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            raise UserError(f"override {dotted}=...: unknown key {'.'.join(parts[: i + 1])!r}")
+        if i == len(parts) - 1:
+            if isinstance(node[part], dict):
+                raise UserError(f"override {dotted}=...: {dotted!r} is a section; set one of its keys")
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _check(config: dict) -> None:
+    def fail(key: str, why: str) -> None:
+        raise UserError(f"config key {key!r}: {why}")
+
+    def integer(key: str, value: Any, low: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            fail(key, f"expected an integer >= {low}, got {value!r}")
+        return value
+
+    def fraction(key: str, value: Any, high_open: bool = True) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            fail(key, f"expected a number in [0, 1], got {value!r}")
+        return float(value)
+
+    pool = config["tool_pool"]
+    if isinstance(pool, str):
+        pool = [pool]
+    if not isinstance(pool, list) or not all(isinstance(p, str) for p in pool):
+        fail("tool_pool", "expected a path or a list of paths")
+    if not pool:
+        fail("tool_pool", "no tool sources given (set tool_pool=PATH or a list)")
+    config["tool_pool"] = pool
+    settings = config["settings"]
+    if isinstance(settings, str):
+        settings = [s.strip() for s in settings.split(",") if s.strip()]
+    if not isinstance(settings, list) or not settings or any(s not in SETTINGS for s in settings):
+        fail("settings", f"expected a subset of p,r,c, got {config['settings']!r}")
+    config["settings"] = [s for s in SETTINGS if s in settings]
+    integer("num_users", config["num_users"], 1)
+    integer("seed", config["seed"], 0)
+    integer("candidates", config["candidates"], 2)
+    integer("instances_per_user", config["instances_per_user"], 1)
+    fraction("test_fraction", config["test_fraction"])
+    fraction("holdout_groups", config["holdout_groups"])
+    if not isinstance(config["output_dir"], str) or not config["output_dir"]:
+        fail("output_dir", "expected a path")
+    llm = config["llm"]
+    if not isinstance(llm["model"], str) or not llm["model"]:
+        fail("llm.model", "expected a model name or 'none'")
+    integer("llm.max_concurrency", llm["max_concurrency"], 1)
+    integer("llm.max_retries", llm["max_retries"], 0)
+    integer("llm.max_reasks", llm["max_reasks"], 0)
+    integer("embedding.dim", config["embedding"]["dim"], 8)
+    integer("embedding.batch_size", config["embedding"]["batch_size"], 1)
+    history = config["history"]
+    integer("history.min_len", history["min_len"], 2)
+    integer("history.max_len", history["max_len"], 2)
+    if history["max_len"] < history["min_len"]:
+        fail("history.max_len", f"{history['max_len']} is below history.min_len {history['min_len']}")
+    fraction("history.negative_fraction", history["negative_fraction"])
+    prefs = config["preferences"]
+    integer("preferences.min_tools", prefs["min_tools"], 1)
+    integer("preferences.max_tools", prefs["max_tools"], 1)
+    if prefs["max_tools"] < prefs["min_tools"]:
+        fail("preferences.max_tools", "is below preferences.min_tools")
+    integer("preferences.anchor_tries", prefs["anchor_tries"], 1)
+    integer("instructions.per_api", config["instructions"]["per_api"], 1)
+    groups = config["groups"]
+    fraction("groups.same_threshold", groups["same_threshold"])
+    fraction("groups.verify_threshold", groups["verify_threshold"])
+    if groups["verify_threshold"] > groups["same_threshold"]:
+        fail("groups.verify_threshold", "must not exceed groups.same_threshold")
+    integer("groups.max_size", groups["max_size"], 2)
+    attrs = config["understanding"]["attributes"]
+    if not isinstance(attrs, list) or not attrs or not all(isinstance(a, str) and a for a in attrs):
+        fail("understanding.attributes", "expected a non-empty list of attribute names")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise UserError(f"override {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise UserError(f"override {text!r}: value is not valid YAML: {err}") from None
+    return key, value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Defaults <- YAML file <- overrides, checked. Raises UserError naming the bad key."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such config file") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}: line {mark.line + 1}" if mark else str(path)
+            raise UserError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of config keys")
+        _merge(config, data, str(path))
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(config, key, value)
+    _check(config)
+    return config
+
+
+def offline(config: dict) -> bool:
+    return str(config["llm"]["model"]).lower() == "none"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (what a stage's result depends on)."""
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
