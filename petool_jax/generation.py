@@ -20,7 +20,7 @@ from petool_jax.attention import cache_mask
 from petool_jax.config import LlamaConfig, RuntimeOptions
 from petool_jax.loading import ModelBundle, load_model  # noqa: F401  (part of this module's API)
 from petool_jax.model import Llama, init_cache
-from petool_jax.sharding import batch_sharding, replicated
+from petool_jax.sharding import batch_sharding, mesh_rules, replicated
 
 MIN_BUCKET = 64
 
@@ -134,11 +134,12 @@ def generate_batch(bundle: ModelBundle, prompts: list[list[int]], max_new_tokens
         tokens_d = jax.device_put(tokens, batch_sharding(mesh, 2))
         start_d = jax.device_put(start, batch_sharding(mesh, 1))
         active_d = jax.device_put(active, batch_sharding(mesh, 1))
-        last_logits, cache = prefill(bundle.params, tokens_d, start_d)
         key, sub = jax.random.split(key)
-        out, _ = decode(bundle.params, cache, last_logits, start_d, jnp.int32(length), active_d,
-                     jax.device_put(stop, replicated(mesh)), sub, jnp.float32(max(temperature, 1e-6)),
-                     jnp.float32(top_p))
+        with mesh_rules(mesh):
+            last_logits, cache = prefill(bundle.params, tokens_d, start_d)
+            out, _ = decode(bundle.params, cache, last_logits, start_d, jnp.int32(length), active_d,
+                            jax.device_put(stop, replicated(mesh)), sub,
+                            jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p))
         out = np.asarray(out)
         for r, i in enumerate(idx):
             row = out[r].tolist()

@@ -4,6 +4,7 @@ this table decides where each lands."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import flax.linen as nn
@@ -77,3 +78,11 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
+
+
+@contextlib.contextmanager
+def mesh_rules(mesh: Mesh):
+    """The mesh and the logical-axis table in effect, so the model's activation
+    constraints (nn.with_logical_constraint) resolve to this mesh while tracing."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+        yield

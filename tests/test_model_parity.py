@@ -44,3 +44,39 @@ def test_config_fields_reach_the_model(tmp_path):
         out = np.asarray(other.model.apply({"params": other.params}, tokens)[0])
         assert np.abs(out - ref).max() > 1e-3, key
     (tmp_path / "config.json").write_text(json.dumps(config))
+
+
+def test_remat_policies_and_bf16(tmp_path):
+    """Every remat policy gives the same loss and gradients; bf16 compute stays close."""
+    import dataclasses
+
+    import jax
+
+    make_hf_model(tmp_path, "llama3.1")
+    tokens = np.random.RandomState(2).randint(0, 500, size=(2, 48))
+    base = load_model(tmp_path, with_tokenizer=False)
+
+    def loss_and_grads(bundle):
+        def loss(params):
+            logits, _ = bundle.model.apply({"params": params}, tokens[:, :-1])
+            logp = jax.nn.log_softmax(logits.astype(np.float32))
+            return -np.take_along_axis(logp, tokens[:, 1:, None], axis=-1).mean()
+        return jax.jit(jax.value_and_grad(loss))(bundle.params)
+
+    ref_loss, ref_grads = loss_and_grads(base)
+    for policy in ("full", "dots", "dots_no_batch"):
+        bundle = dataclasses.replace(base, model=base.model.clone(options=dataclasses.replace(base.options, remat=policy)))
+        loss, grads = loss_and_grads(bundle)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    bf16 = load_model(tmp_path, dtype="bfloat16", with_tokenizer=False)
+    assert bf16.params["layers"]["attn"]["q_proj"]["kernel"].dtype == jnp_bf16()
+    bf16_loss, _ = loss_and_grads(bf16)
+    assert abs(float(bf16_loss) - float(ref_loss)) < 0.05 * float(ref_loss)
+
+
+def jnp_bf16():
+    import jax.numpy as jnp
+
+    return jnp.bfloat16
