@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
         "max_concurrency": 8,
         "max_retries": 5,
         "timeout_s": 60.0,
+        "backoff_base_s": 0.5,  # retry n waits uniform(0, min(backoff_max_s, base * 2**n))
+        "backoff_max_s": 30.0,
         "max_reasks": 2,
         "cache_dir": None,  # default <work_dir>/llm_cache
     },

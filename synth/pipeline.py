@@ -35,7 +35,7 @@ def make_client(config: dict, work: Path) -> LLMClient:
     return LLMClient(
         base_url=llm["base_url"], cache_dir=llm["cache_dir"] or work / "llm_cache",
         max_concurrency=llm["max_concurrency"], max_retries=llm["max_retries"], timeout_s=llm["timeout_s"],
-        seed=config["seed"],
+        backoff_base_s=llm["backoff_base_s"], backoff_max_s=llm["backoff_max_s"], seed=config["seed"],
     )
 
 

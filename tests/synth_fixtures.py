@@ -2,7 +2,7 @@
 
 `petoolbench_pool_entries()` is a tiny PEToolBench-format file (the released keys) that,
 harvested, gives: 3 categories x 3 tools x 3 APIs, two functionality groups per category
-(API a0 of each tool, API a1 of each tool; a2 stays ungrouped), and 2 example instructions
+(API 0 of each tool, API 1 of each tool; API 2 stays ungrouped), and 2 example instructions
 per API (one as the API document's Example, one inside a history). `toolbench_tools()` is a
 RapidAPI/ToolBench-style tool folder content with no groups and no examples, for the
 LLM-driven stages.
@@ -24,6 +24,11 @@ def tool_names(category: str) -> list[str]:
     return [f"{category}Hub {i}" for i in range(TOOLS_PER_CATEGORY)]
 
 
+def api_name(category: str, a: int) -> str:
+    """The same name for the same functionality across tools, as on RapidAPI ("current-conditions")."""
+    return CATEGORIES[category][a].replace(" ", "-")
+
+
 def api_doc(category: str, t: int, a: int, example_index: int = 0) -> dict:
     tool = tool_names(category)[t]
     what = CATEGORIES[category][a]
@@ -34,7 +39,7 @@ def api_doc(category: str, t: int, a: int, example_index: int = 0) -> dict:
         required.append({"name": "api_key", "type": "STRING", "description": "your key", "default": ""})
     optional = [{"name": "days", "type": "NUMBER", "description": "Number of days" if t else "", "default": "3"}]
     return {
-        "api_name": f"a{a}",
+        "api_name": api_name(category, a),
         "api_desc": f"{what.capitalize()} from {tool}" + (" with extended coverage and history" if t == 1 else ""),
         "required_parameters": required,
         "optional_parameters": optional,
@@ -47,16 +52,16 @@ def api_doc(category: str, t: int, a: int, example_index: int = 0) -> dict:
 
 
 def example(category: str, t: int, a: int, index: int) -> dict:
-    tool = tool_names(category)[t]
-    city = ["Paris", "Lima", "Oslo", "Kyoto"][index % 4]
+    # Unique per (category, API, tool, index) without naming the tool: the query must not give it away.
+    city = ["Paris", "Lima", "Oslo", "Kyoto", "Quito", "Rome"][2 * t + index]
     params = {"city": city, "days": index + 1}
     if t == 2:
         params["api_key"] = "demo"
-    return {"Scenario": f"[{tool}] {CATEGORIES[category][a]} for {city}, request {index}.", "Parameters": params}
+    return {"Scenario": f"{CATEGORIES[category][a].capitalize()} for {city}, {index + 1} days.", "Parameters": params}
 
 
 def full_name(category: str, t: int, a: int) -> str:
-    return f"<{category}>.<{tool_names(category)[t]}>.<a{a}>"
+    return f"<{category}>.<{tool_names(category)[t]}>.<{api_name(category, a)}>"
 
 
 def candidate(category: str, t: int, a: int) -> dict:
@@ -85,7 +90,7 @@ def petoolbench_pool_entries() -> list[dict]:
                  "tool_call": {"tool_name": full_name(category, t, b), "parameters": example(category, t, b, 1)["Parameters"]}}
                 for t in range(TOOLS_PER_CATEGORY) for b in range(3)
             ]
-            if a == 0:  # a2's first example is not in any document: add it to a history too
+            if a == 0:  # API 2's first example is not in any document: add it to a history too
                 history += [
                     {"instruction": example(category, t, 2, 0)["Scenario"],
                      "tool_call": {"tool_name": full_name(category, t, 2), "parameters": example(category, t, 2, 0)["Parameters"]}}
