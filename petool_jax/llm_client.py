@@ -288,7 +288,9 @@ class LLMClient:
             return _Retryable(self._redact(f"connection error: {err}"))
         if isinstance(err, openai.APIStatusError):
             status = err.status_code
-            message = self._redact(f"HTTP {status}: {err.message}")
+            # The openai package prefixes "Error code: 503 - "; the status is said once already.
+            detail = re.sub(r"^Error code: \d+ - ", "", str(err.message))
+            message = self._redact(f"HTTP {status}: {detail}")
             if status in RETRYABLE_STATUS or status >= 500:
                 retry_after = None
                 try:

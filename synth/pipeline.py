@@ -66,18 +66,19 @@ def run_pipeline(config: dict, client: LLMClient | None = None) -> dict:
     failures = list(result["failures"])
     apply_understanding(pool, result)
 
-    fp = fingerprint("groups", fp, llm_keys, config["groups"], config["embedding"])
+    fp = fingerprint("groups", fp, fingerprint(result), llm_keys, config["groups"], config["embedding"])
     result, reports["b groups"] = timed("groups", fp, lambda: run_groups(pool, config, client, offline))
     failures += result.get("failures", [])
     apply_groups(pool, result)
 
-    fp = fingerprint("preferences", fp, config["preferences"], config["embedding"], config["num_users"], config["seed"])
+    fp = fingerprint("preferences", fp, fingerprint(result), config["preferences"], config["embedding"],
+                     config["num_users"], config["seed"])
     result, reports["c preferences"] = timed("preferences", fp, lambda: run_preferences(pool, config, client))
     users = result["users"]
     if not users:
         raise UserError("no user could be given a preference: the pool has no functionality group spanning two tools")
 
-    fp = fingerprint("instructions", fp, llm_keys, config["instructions"])
+    fp = fingerprint("instructions", fp, fingerprint(result), llm_keys, config["instructions"])
     result, reports["d instructions"] = timed("instructions", fp, lambda: run_instructions(pool, users, config, client, offline))
     failures += result["failures"]
     apply_instructions(pool, result)

@@ -5,7 +5,10 @@ fingerprint hashes what the result depends on (the tool sources, the stage's con
 the upstream stages' fingerprints); a rerun with the same fingerprint loads the result
 instead of recomputing it. A stage killed half-way leaves no file (atomic write) and is
 recomputed, and its LLM requests that did finish are served by the LLM cache, so no
-request is paid for twice.
+request is paid for twice. A result that recorded LLM failures (an outage, a quota) is
+kept but not trusted: the next run recomputes it, asking again only for what failed.
+The pipeline chains each stage's fingerprint to the hash of the previous stage's result,
+so a recomputed stage that comes out different invalidates everything after it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ class StageStore:
                 stored = read_json(path)
             except (json.JSONDecodeError, OSError):
                 stored = None
-            if isinstance(stored, dict) and stored.get("fingerprint") == fingerprint:
+            if (isinstance(stored, dict) and stored.get("fingerprint") == fingerprint
+                    and not stored["result"].get("failures")):
                 self.statuses[name] = "cached"
                 return stored["result"], stored["report"]
         before = self.client.stats.as_dict() if self.client is not None else None

@@ -79,9 +79,14 @@ def instruction_answer(user: str, reask: bool) -> str:
     return json.dumps({"examples": examples})
 
 
+OUTAGE: set[str] = set()  # tools whose understanding requests get 503 (a test sets and clears it)
+
+
 def chat(body: dict) -> fake.Reply:
     messages = body["messages"]
     system, user, reask = messages[0]["content"], messages[1]["content"], len(messages) > 2
+    if any(f"Tool: {tool}\n" in user for tool in OUTAGE):
+        return fake.status(503, message="upstream overloaded")
     if system.startswith("You analyse API tools"):
         return fake.text(understanding_answer(user, reask), prompt_tokens=120, completion_tokens=60)
     if system.startswith("You compare web APIs"):
@@ -196,3 +201,34 @@ def test_missing_api_key_is_a_clear_cli_error(tmp_path, monkeypatch, capsys):
     assert main(["synth", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "llm.model=gpt-4o-mini" in err and "set OPENAI_API_KEY" in err and "llm.model=none" in err
+
+
+def test_a_run_after_an_outage_asks_only_for_what_failed(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    fx.write_toolbench_tools(tmp_path / "tools")
+    args = overrides(tmp_path, server, "out") + ["llm.max_retries=1"]
+    OUTAGE.add("WeatherB")
+    try:
+        first = run_pipeline(load_config(None, args))
+    finally:
+        OUTAGE.clear()
+    out = tmp_path / "out"
+    failures = stage(out, "understanding")["result"]["failures"]
+    assert [f["item"] for f in failures] == ["<Finance>.<FinC>", "<Weather>.<WeatherB>"]
+    assert failures[1]["error"] == "gave up after 2 attempts: HTTP 503: upstream overloaded"
+    assert "<Weather>.<WeatherB>" not in stage(out, "understanding")["result"]["tools"]
+    assert first["llm failures"] == 2
+
+    sent = server.count()
+    second = run_pipeline(load_config(None, args))
+    new = server.requests[sent:]
+    chats = [r for r in new if r.path.endswith("/chat/completions")]
+    # Only WeatherB is asked about again (its understanding, its pair verification, its
+    # instructions); FinC's invalid answers replay from the cache without a request.
+    assert chats and all("WeatherB" in r.body["messages"][1]["content"] for r in chats)
+    assert any(r.body["messages"][1]["content"].startswith("Tool: WeatherB\n") for r in chats)
+    assert second["stages"] == {k: "ran" for k in ("understanding", "groups", "preferences", "instructions")} | {"pool": "cached"}
+    result = stage(out, "understanding")["result"]
+    assert "<Weather>.<WeatherB>" in result["tools"] and [f["item"] for f in result["failures"]] == ["<Finance>.<FinC>"]
+    assert second["llm failures"] == 1
+    assert any("WeatherB" in e["apis_candidate"] for e in json.loads((out / "user_entries_train.json").read_text()))
