@@ -25,17 +25,27 @@ ENTRY_KEYS = (
 INSTRUCTION_KEYS = {"p": "instruction_preferred", "r": "instruction_ratings", "c": "instruction_chronological"}
 
 
-def _distractors(pool: Pool, rng: np.random.Generator, group_keys: list[str], category: str, n: int,
-                 documented: list[str]) -> list[str]:
-    if n <= 0:
-        return []
-    taken = set(group_keys)
-    same_cat = [k for k in documented if k not in taken and pool.apis[k].category == category]
-    hard = [same_cat[int(i)] for i in rng.permutation(len(same_cat))[: (n + 1) // 2]] if same_cat else []
-    taken.update(hard)
-    rest = [k for k in documented if k not in taken]
-    easy = [rest[int(i)] for i in rng.permutation(len(rest))[: n - len(hard)]]
-    return hard + easy
+def _sample(rng: np.random.Generator, keys: list[str], n: int, taken: set[str]) -> list[str]:
+    """Up to n keys not in `taken` (which grows), drawn without replacement; O(n + |taken|) draws."""
+    out: list[str] = []
+    if n <= 0 or not keys:
+        return out
+    size = min(len(keys), n + len(taken))
+    for i in rng.choice(len(keys), size=size, replace=False):
+        key = keys[int(i)]
+        if key not in taken:
+            out.append(key)
+            taken.add(key)
+            if len(out) == n:
+                break
+    return out
+
+
+def _distractors(rng: np.random.Generator, chosen: list[str], category: str, n: int,
+                 documented: list[str], by_category: dict[str, list[str]]) -> list[str]:
+    taken = set(chosen)
+    hard = _sample(rng, by_category.get(category, []), (n + 1) // 2, taken)
+    return hard + _sample(rng, documented, n - len(hard), taken)
 
 
 def build_instances(pool: Pool, users: list[dict], config: dict) -> tuple[list[dict], list[dict], dict]:
@@ -44,6 +54,9 @@ def build_instances(pool: Pool, users: list[dict], config: dict) -> tuple[list[d
     hist = config["history"]
     groups = pool.groups()
     documented = sorted(k for k, a in pool.apis.items() if a.documented)
+    by_category: dict[str, list[str]] = {}
+    for key in documented:
+        by_category.setdefault(pool.apis[key].category, []).append(key)
     entries, metas = [], []
     dropped: dict[str, int] = {}
     for u_index, user in enumerate(users):
@@ -77,7 +90,7 @@ def build_instances(pool: Pool, users: list[dict], config: dict) -> tuple[list[d
             in_group = [k for k in members if k != truth_key]
             in_group = [in_group[int(i)] for i in rng.permutation(len(in_group))[: n - 1]]
             chosen = [truth_key] + in_group
-            chosen += _distractors(pool, rng, chosen, truth_api.category, n - len(chosen), documented)
+            chosen += _distractors(rng, chosen, truth_api.category, n - len(chosen), documented, by_category)
             chosen = [chosen[int(i)] for i in rng.permutation(len(chosen))]
             apis_candidate = candidates_json([pool.candidate(k) for k in chosen])
             entry = {

@@ -60,11 +60,13 @@ def run_preferences(pool: Pool, config: dict, client) -> tuple[dict, dict]:
             size = int(rng.integers(cfg["min_tools"], cfg["max_tools"] + 1))
             scores = vectors @ vectors[index[anchor]] + cfg["jitter"] * rng.standard_normal(len(tools))
             scores[index[anchor]] = np.inf  # the anchor is always preferred
-            order = sorted(range(len(tools)), key=lambda i: (-round(float(scores[i]), 9), tools[i]))
+            # Highest score first, ties by tool name (tools are sorted, so by index); rounded so
+            # that last-bit float differences between machines cannot reorder near-ties.
+            order = np.lexsort((np.arange(len(tools)), -np.round(scores, 9)))
             preferred: list[str] = []
             taken_groups: set[str] = set()
             for i in order:
-                tool = tools[i]
+                tool = tools[int(i)]
                 if groups_of[tool] & taken_groups:
                     continue
                 preferred.append(tool)
