@@ -3,7 +3,8 @@ tokenizer files, written to a temporary sibling and renamed into place when comp
 
     CKPT_DIR/config.json             HF-style model config (LlamaConfig.to_hf_dict)
     CKPT_DIR/petool_model.json       {"format": "petool-model", "version": 1, "param_dtype": ...}
-    CKPT_DIR/params/                 orbax StandardCheckpointer tree (see hf_keys.py for paths)
+    CKPT_DIR/params/<a.b.c>/         one orbax checkpoint per parameter (paths: hf_keys.py), so
+                                     a conversion holds one parameter in memory at a time
     CKPT_DIR/tokenizer.json ...      tokenizer files and chat template, copied as given
 """
 
@@ -64,20 +65,38 @@ def copy_tokenizer_files(src: pathlib.Path, dst: pathlib.Path) -> list[str]:
     return copied
 
 
-def write_model_dir(tmp_dir: pathlib.Path, config: LlamaConfig, params: Any, param_dtype: str,
-                    tokenizer_src: pathlib.Path | None, extra: dict | None = None) -> None:
-    """Write config, params (numpy or jax arrays) and tokenizer files into `tmp_dir`."""
+def leaf_dir_name(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def save_param(tmp_dir: pathlib.Path, path: tuple[str, ...], array) -> None:
+    """Write one parameter (numpy or jax array) as its own orbax checkpoint."""
     import orbax.checkpoint as ocp
 
-    (tmp_dir / "config.json").write_text(json.dumps(config.to_hf_dict(param_dtype), indent=2) + "\n")
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp_dir / "params", params)
+    checkpointer.save((tmp_dir / "params" / leaf_dir_name(path)).resolve(), {"value": array})
     checkpointer.wait_until_finished()
     checkpointer.close()
+
+
+def write_model_files(tmp_dir: pathlib.Path, config: LlamaConfig, param_dtype: str,
+                      tokenizer_src: pathlib.Path | None, extra: dict | None = None) -> None:
+    """config.json, tokenizer files and the petool_model.json marker (written last)."""
+    (tmp_dir / "config.json").write_text(json.dumps(config.to_hf_dict(param_dtype), indent=2) + "\n")
     if tokenizer_src is not None:
         copy_tokenizer_files(tokenizer_src, tmp_dir)
     marker = {"format": "petool-model", "version": 1, "param_dtype": param_dtype, **(extra or {})}
     (tmp_dir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def write_model_dir(tmp_dir: pathlib.Path, config: LlamaConfig, params: Any, param_dtype: str,
+                    tokenizer_src: pathlib.Path | None, extra: dict | None = None) -> None:
+    """Write a whole in-memory parameter tree plus config, tokenizer files and marker."""
+    import jax
+
+    for key_path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        save_param(tmp_dir, tuple(k.key for k in key_path), leaf)
+    write_model_files(tmp_dir, config, param_dtype, tokenizer_src, extra)
 
 
 def read_model_config(ckpt_dir: str | pathlib.Path) -> LlamaConfig:
@@ -92,16 +111,36 @@ def load_params(ckpt_dir: str | pathlib.Path, abstract_params: Any | None = None
     shardings) each array is restored straight onto its devices; without, as numpy."""
     import orbax.checkpoint as ocp
 
-    path = pathlib.Path(ckpt_dir).resolve() / "params"
-    if not path.is_dir():
+    root = pathlib.Path(ckpt_dir).resolve() / "params"
+    if not root.is_dir():
         raise UserError(f"{ckpt_dir}: no params/ checkpoint")
+    stored = sorted(p.name for p in root.iterdir() if p.is_dir())
+    params: dict = {}
     checkpointer = ocp.StandardCheckpointer()
     try:
         if abstract_params is None:
-            return checkpointer.restore(path)
-        return checkpointer.restore(path, abstract_params)
+            for name in stored:
+                _set(params, tuple(name.split(".")), checkpointer.restore(root / name)["value"])
+            return params
+        import jax
+
+        wanted = {".".join(k.key for k in kp): leaf
+                  for kp, leaf in jax.tree_util.tree_leaves_with_path(abstract_params)}
+        missing, unexpected = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
+        if missing or unexpected:
+            raise UserError(f"{ckpt_dir}: parameters do not match the model: missing {missing}, "
+                            f"unexpected {unexpected}")
+        for name, target in wanted.items():
+            _set(params, tuple(name.split(".")), checkpointer.restore(root / name, {"value": target})["value"])
+        return params
     finally:
         checkpointer.close()
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
 
 
 def numpy_tree(params: Any) -> Any:

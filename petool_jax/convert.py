@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from petool_jax import hf_keys
-from petool_jax.checkpoint import atomic_output_dir, write_model_dir
+from petool_jax.checkpoint import atomic_output_dir, save_param, write_model_files
 from petool_jax.config import read_hf_config
 from petool_jax.errors import UserError
 from petool_jax.safetensors_io import DTYPES, SafetensorsFile, iter_checkpoint_files
@@ -61,51 +61,69 @@ def _set_nested(tree: dict, path: tuple[str, ...], value) -> None:
     tree[path[-1]] = value
 
 
-def read_hf_params(hf_dir: str | pathlib.Path, progress: bool = True):
-    """(config, params as a nested dict of numpy arrays in the file's dtype, tensor count)."""
-    hf_dir = pathlib.Path(hf_dir)
-    if not hf_dir.is_dir():
-        raise UserError(f"{hf_dir}: not a directory")
+def _read_checked(hf_dir: pathlib.Path):
     config = read_hf_config(hf_dir)
     files = list(iter_checkpoint_files(hf_dir))
     plan = _plan(config, files)
     dtypes = {st.entries[name]["dtype"] for st, name, *_ in plan}
     if len(dtypes) != 1:
         raise UserError(f"{hf_dir}: tensors have mixed dtypes {sorted(dtypes)}")
-    dtype = DTYPES[dtypes.pop()]
+    return config, plan, DTYPES[dtypes.pop()]
 
-    params: dict = {}
+
+def iter_hf_params(hf_dir: str | pathlib.Path, progress: bool = True):
+    """Yield (petool path, stacked numpy array) one parameter at a time, each slot of each
+    array filled exactly once from its HF tensor."""
+    hf_dir = pathlib.Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise UserError(f"{hf_dir}: not a directory")
+    config, plan, dtype = _read_checked(hf_dir)
+    by_path: dict[tuple[str, ...], list] = {}
+    for item in plan:
+        by_path.setdefault(item[2], []).append(item)
+    bar = tqdm(total=len(plan), desc="read weights", unit="tensor", disable=not progress)
     for path in hf_keys.petool_paths(config):
-        _set_nested(params, path, np.empty(hf_keys.petool_shape(config, path), dtype))
-    filled: dict[tuple[str, ...], int] = {}
-    for st, name, path, layer, transposed in tqdm(plan, desc="read weights", unit="tensor",
-                                                   disable=not progress):
-        tensor = st.read(name)
-        dest = params
-        for key in path:
-            dest = dest[key]
-        if layer is not None:
-            dest = dest[layer]
-        np.copyto(dest, tensor.T if transposed else tensor)
-        filled[path] = filled.get(path, 0) + 1
-        del tensor
-    for path in hf_keys.petool_paths(config):  # every slot set exactly once
-        want = config.num_hidden_layers if path[0] == "layers" else 1
-        assert filled.get(path) == want, (path, filled.get(path), want)
-    return config, params, len(plan)
+        dest = np.empty(hf_keys.petool_shape(config, path), dtype)
+        filled = set()
+        for st, name, _, layer, transposed in by_path[path]:
+            tensor = st.read(name)
+            np.copyto(dest if layer is None else dest[layer], tensor.T if transposed else tensor)
+            filled.add(layer)
+            del tensor
+            bar.update(1)
+        want = set(range(config.num_hidden_layers)) if path[0] == "layers" else {None}
+        assert filled == want, (path, filled)
+        yield path, dest
+    bar.close()
+
+
+def read_hf_params(hf_dir: str | pathlib.Path, progress: bool = True):
+    """(config, params as a nested dict of numpy arrays in the file's dtype, tensor count)."""
+    config = read_hf_config(hf_dir)
+    params: dict = {}
+    count = 0
+    for path, array in iter_hf_params(hf_dir, progress):
+        _set_nested(params, path, array)
+        count += config.num_hidden_layers if path[0] == "layers" else 1
+    return config, params, count
 
 
 def convert_hf_checkpoint(hf_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
                           overwrite: bool = False, progress: bool = True) -> dict:
-    """Convert and return {"tensors": n, "bytes": n, "dtype": name}."""
+    """Convert one parameter at a time; return {"tensors": n, "bytes": n, "dtype": name}."""
     hf_dir = pathlib.Path(hf_dir)
     out_dir = pathlib.Path(out_dir)
     if out_dir.exists() and not overwrite:  # fail before reading gigabytes
         raise UserError(f"{out_dir} already exists (pass --overwrite to replace it)")
-    config, params, n_tensors = read_hf_params(hf_dir, progress)
-    dtype = next(iter(params["embed"].values())).dtype
+    if not hf_dir.is_dir():
+        raise UserError(f"{hf_dir}: not a directory")
+    config, plan, dtype = _read_checked(hf_dir)  # every check before any output
+    total = 0
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        write_model_dir(tmp, config, params, dtype.name, tokenizer_src=hf_dir,
-                        extra={"source": str(hf_dir.resolve())})
-    total = sum(int(np.prod(hf_keys.petool_shape(config, p))) for p in hf_keys.petool_paths(config))
-    return {"tensors": n_tensors, "bytes": total * dtype.itemsize, "dtype": dtype.name}
+        for path, array in iter_hf_params(hf_dir, progress):
+            save_param(tmp, path, array)
+            total += array.nbytes
+            del array
+        write_model_files(tmp, config, dtype.name, tokenizer_src=hf_dir,
+                          extra={"source": str(hf_dir.resolve())})
+    return {"tensors": len(plan), "bytes": total, "dtype": dtype.name}

@@ -128,7 +128,7 @@ def test_failed_write_leaves_previous_output_intact(hf_dir, tmp_path, capsys, mo
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(convert, "write_model_dir", boom)
+    monkeypatch.setattr(convert, "write_model_files", boom)
     with pytest.raises(OSError, match="disk full"):
         petool(["convert", "--hf", str(hf_dir), "--out", str(out), "--overwrite"])
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

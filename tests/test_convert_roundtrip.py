@@ -71,3 +71,24 @@ def test_petool_init_writes_a_model_transformers_loads(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"]
     st = SafetensorsFile(tmp_path / "m" / "model.safetensors")
     assert st.shape("model.layers.1.self_attn.k_proj.weight") == (32, 64)  # 2 kv heads x 16
+
+
+def test_petool_dir_loads_sharded_and_equals_hf_dir(tmp_path):
+    import jax
+
+    from petool_jax.loading import load_model
+    from petool_jax.sharding import make_mesh
+
+    hf, ckpt = tmp_path / "hf", tmp_path / "ckpt"
+    make_hf_model(hf, "llama3.2", dtype="bfloat16")
+    petool(["convert", "--hf", str(hf), "--out", str(ckpt)])
+    tokens = np.arange(50)[None] % 500
+    from_hf = load_model(hf, with_tokenizer=False)
+    from_ckpt = load_model(ckpt, mesh=make_mesh(1, 4, 2))
+    embedding = from_ckpt.params["embed"]["embedding"]
+    assert embedding.dtype == np.float32  # bf16 on disk, cast to the requested float32 on restore
+    assert embedding.addressable_shards[0].data.shape == (512 // 2, 64 // 4)
+    a = from_hf.model.apply({"params": from_hf.params}, tokens)[0]
+    b = from_ckpt.model.apply({"params": jax.device_get(from_ckpt.params)}, tokens)[0]
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert from_ckpt.tokenizer is not None and from_ckpt.tokenizer.chat_template
