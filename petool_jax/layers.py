@@ -39,6 +39,7 @@ class Linear(nn.Module):
     axes: tuple[str, str]
     init_std: float
     options: RuntimeOptions
+    adaptable: bool = True  # False for the output head (LoRA targets the decoder's linears)
 
     @nn.compact
     def __call__(self, x):
@@ -48,7 +49,7 @@ class Linear(nn.Module):
                             nn.with_logical_partitioning(nn.initializers.normal(self.init_std), self.axes),
                             (x.shape[-1], self.features), param_dtype)
         y = jnp.einsum("...i,io->...o", x.astype(dtype), kernel.astype(dtype))
-        if opts.lora_rank > 0:
+        if opts.lora_rank > 0 and self.adaptable:
             lora_a = self.param(
                 "lora_a",
                 nn.with_logical_partitioning(nn.initializers.normal(1.0 / opts.lora_rank),

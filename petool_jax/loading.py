@@ -27,6 +27,8 @@ class ModelBundle:
     params: Any  # the "params" collection: a nested dict of jax arrays
     mesh: Mesh
     tokenizer: Any = None
+    path: str | None = None  # where the model was loaded from (tokenizer files live there)
+    base_path: str | None = None  # for a LoRA adapter directory: its base model
 
 
 def boxed_abstract_params(config: LlamaConfig, options: RuntimeOptions):
@@ -90,7 +92,10 @@ def _subtree(full, like):
 def load_model(path: str | pathlib.Path, dtype: str = "float32", param_dtype: str | None = None,
                mesh: Mesh | None = None, options: RuntimeOptions | None = None,
                with_tokenizer: bool = True, progress: bool = False) -> ModelBundle:
-    """An HF directory or a petool model directory -> ModelBundle (params on `mesh`)."""
+    """An HF directory, a petool model directory, or a petool LoRA adapter directory (its
+    base model loaded from the path it records) -> ModelBundle with params on `mesh`."""
+    import json
+
     from petool_jax.convert import read_hf_params
     from petool_jax.tokenizer import load_tokenizer
 
@@ -99,14 +104,56 @@ def load_model(path: str | pathlib.Path, dtype: str = "float32", param_dtype: st
         raise UserError(f"{path}: model directory not found")
     options = options or RuntimeOptions(dtype=dtype, param_dtype=param_dtype or dtype)
     mesh = mesh or make_mesh(devices=jax.devices()[:1])
-    if is_petool_model(path):
+    marker = json.loads((path / "petool_model.json").read_text()) if is_petool_model(path) else {}
+    if "base_model" in marker:
+        return _load_adapter(path, marker, options, mesh, with_tokenizer, progress)
+    base_options = dataclasses.replace(options, lora_rank=0)
+    if marker:
         config = read_model_config(path)
-        abstract, shardings = param_shardings(config, options, mesh)
+        abstract, shardings = param_shardings(config, base_options, mesh)
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract, shardings)
         params = load_params(path, target)
     else:
         config, host_params, _ = read_hf_params(path, progress=progress)
-        params = place_params(host_params, config, options, mesh)
+        params = place_params(host_params, config, base_options, mesh)
     tokenizer = load_tokenizer(path) if with_tokenizer else None
-    return ModelBundle(config, options, Llama(config, options), params, mesh, tokenizer)
+    return ModelBundle(config, base_options, Llama(config, base_options), params, mesh, tokenizer, str(path))
+
+
+def _load_adapter(path, marker, options, mesh, with_tokenizer, progress) -> ModelBundle:
+    """Base weights from marker["base_model"] plus the adapter's lora_a/lora_b leaves."""
+    base = load_model(marker["base_model"], mesh=mesh, options=dataclasses.replace(options, lora_rank=0),
+                      with_tokenizer=False, progress=progress)
+    lora = marker["lora"]
+    lora_options = dataclasses.replace(options, lora_rank=int(lora["rank"]), lora_alpha=float(lora["alpha"]))
+    adapter_host = load_params(path)
+    adapter_dtype = jnp.dtype(_stored_dtype(marker, options))
+    _, shardings = param_shardings(base.config, lora_options, mesh)
+
+    def put(key_path, leaf):
+        node = shardings
+        for k in key_path:
+            node = node[k.key]
+        return jax.device_put(jnp.asarray(leaf, adapter_dtype), node)
+
+    adapter = jax.tree_util.tree_map_with_path(put, adapter_host)
+    params = _deep_merge(base.params, adapter)
+    tokenizer = None
+    if with_tokenizer:
+        from petool_jax.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(path)
+    return ModelBundle(base.config, lora_options, Llama(base.config, lora_options), params, mesh, tokenizer,
+                       str(path), base_path=marker["base_model"])
+
+
+def _stored_dtype(marker: dict, options: RuntimeOptions) -> str:
+    return marker.get("param_dtype", options.param_dtype)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and key in out else value
+    return out

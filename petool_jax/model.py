@@ -120,7 +120,8 @@ class Llama(nn.Module):
         if cfg.tie_word_embeddings:
             logits = embed.attend(x)
         else:
-            logits = Linear(cfg.vocab_size, ("embed", "vocab"), cfg.initializer_range, opts, name="lm_head")(x)
+            logits = Linear(cfg.vocab_size, ("embed", "vocab"), cfg.initializer_range, opts,
+                            adaptable=False, name="lm_head")(x)
         return logits, new_cache
 
 

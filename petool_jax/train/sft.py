@@ -1,0 +1,83 @@
+"""Personalized SFT: masked cross-entropy over the assistant's tokens, in fp32, divided by
+the number of assistant tokens of the whole optimizer step."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from petool_jax.train import params as P
+from petool_jax.train.config import settings_list
+from petool_jax.train.setup import load_policy, maybe_initialize_distributed, mesh_from_config
+from petool_jax.train.sft_data import SequenceBatcher, check_batch_has_targets, tokenized_dataset
+from petool_jax.train.trainer import Task, train, write_final_model
+
+
+def token_log_probs(model, params, tokens, positions, segment_ids, targets):
+    """log p(target_t | tokens_<=t) in float32, [B, T]."""
+    logits, _ = model.apply({"params": params}, tokens, positions, segment_ids_BxT=segment_ids)
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+
+
+def make_sft_loss(model):
+    def loss_fn(trainable, frozen, mb, norm):
+        params = P.merge(trainable, frozen)
+        logp = token_log_probs(model, params, mb["tokens"], mb["positions"], mb["segment_ids"], mb["targets"])
+        return -jnp.sum(logp * mb["loss_mask"]) / norm, {"target_tokens": jnp.sum(mb["loss_mask"])}
+
+    return loss_fn
+
+
+def sft_normaliser(batch):
+    return jnp.maximum(jnp.sum(batch["loss_mask"]), 1.0)
+
+
+def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=print) -> Task:
+    data = config["data"]
+    paths = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    cache_dir = pathlib.Path(data["cache_dir"] or run_dir / "cache")
+    ds, summary = tokenized_dataset(paths, tokenizer, settings_list(config), data["prompt_format"],
+                                    int(config["max_seq_len"]), int(data["max_samples"]), data["format"],
+                                    cache_dir, log=log)
+    batcher = SequenceBatcher(sequences=ds["input_ids"], masks=ds["assistant_mask"],
+                              batch_size=int(config["batch_size"]),
+                              micro_batch_size=int(config["micro_batch_size"]),
+                              max_seq_len=int(config["max_seq_len"]), seed=int(config["seed"]),
+                              packing=bool(data["packing"]), pad_id=tokenizer.pad_token_id or 0)
+    if data["packing"] and config["attention"] == "cudnn":
+        from petool_jax.errors import UserError
+
+        raise UserError("data.packing needs attention=xla (the cuDNN path is causal-only, without segments)")
+
+    def batch_at(step):
+        batch = batcher.batch(step)
+        check_batch_has_targets(batch, step)
+        return batch
+
+    return Task(name="sft", steps_per_epoch=batcher.steps_per_epoch(), batch_at=batch_at,
+                loss_fn=make_sft_loss(model), normaliser=sft_normaliser,
+                summarise=lambda m: {"target_tokens": int(m["target_tokens"])}, data_summary=summary)
+
+
+def run_sft(config: dict) -> dict:
+    maybe_initialize_distributed()
+    run_dir = pathlib.Path(config["output_dir"])
+    mesh = mesh_from_config(config)
+    policy = load_policy(config["model"], config, mesh)
+    from petool_jax.model import Llama
+
+    model = Llama(policy.bundle.config, policy.options)
+    task = build_sft_task(config, policy.bundle.tokenizer, model, run_dir)
+    result = train(config, policy, task, run_dir)
+    if "state" in result:
+        result["model_dir"] = str(write_final_model(run_dir, config, policy, result["state"]))
+    result["data"] = task.data_summary
+    return result
+
+
+def host_params(tree) -> dict:
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)

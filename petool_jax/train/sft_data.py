@@ -1,0 +1,235 @@
+"""SFT examples -> tokenized sequences with an assistant-only loss mask -> batches.
+
+Sources: LLaMA-Factory SFT files (instruction, input, output) and PEToolBench entries in
+the released test-file format (one example per entry and setting). The prompt is rendered
+with the tokenizer's own chat template; the assistant mask is what the full conversation
+adds after the generation prompt. Over-long examples lose their OLDEST history entries
+(never the candidates, the query or the answer). Tokenization is cached with `datasets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from petool_jax import petoolbench
+from petool_jax.errors import UserError
+from petool_jax.train.records import read_records, require
+
+LLAMAFACTORY_SFT_KEYS = ("instruction", "input", "output")
+
+
+def format_call(call: dict) -> str:
+    """The ground-truth tool call as the model should write it (one line of JSON)."""
+    return json.dumps({"tool_name": call["tool_name"], "parameters": call["parameters"]}, ensure_ascii=False)
+
+
+def detect_format(record: dict, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if "api_call_ground_truth" in record:
+        return "petoolbench"
+    return "llamafactory"
+
+
+def load_sft_examples(paths: list[str], settings: list[str], max_samples: int = 0,
+                      declared_format: str = "auto") -> list[dict]:
+    """[{"id", "instruction", "query", "answer"}] from every file, in file order."""
+    examples: list[dict] = []
+    for path in paths:
+        records = read_records(path)
+        if max_samples:
+            records = records[:max_samples]
+        for i, record in enumerate(records):
+            fmt = detect_format(record, declared_format)
+            if fmt == "llamafactory":
+                require(record, LLAMAFACTORY_SFT_KEYS, path, i)
+                examples.append({"id": f"{pathlib.Path(path).name}:{i}", "instruction": record["instruction"],
+                                 "query": record["input"], "answer": record["output"]})
+            elif fmt == "petoolbench":
+                require(record, ("entry_id", "query", "api_call_ground_truth"), path, i)
+                for setting in settings:
+                    key = petoolbench.INSTRUCTION_KEYS[setting]
+                    require(record, (key,), path, i)
+                    examples.append({"id": f"{record['entry_id']}:{setting}", "instruction": record[key],
+                                     "query": record["query"],
+                                     "answer": format_call(record["api_call_ground_truth"])})
+            else:
+                raise UserError(f"data.format {fmt!r} is not auto, llamafactory or petoolbench")
+    if not examples:
+        raise UserError(f"no training examples in {paths}")
+    return examples
+
+
+def _ids(encoded) -> list[int]:
+    if hasattr(encoded, "keys"):
+        encoded = encoded["input_ids"]
+    return list(encoded)
+
+
+class ChatRenderer:
+    """Renders (messages, answer) with the tokenizer's chat template."""
+
+    def __init__(self, tokenizer):
+        if not getattr(tokenizer, "chat_template", None):
+            raise UserError("the tokenizer has no chat template")
+        self.tokenizer = tokenizer
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        return _ids(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+
+    def full_ids(self, messages: list[dict], answer: str) -> list[int]:
+        conversation = messages + [{"role": "assistant", "content": answer}]
+        return _ids(self.tokenizer.apply_chat_template(conversation, tokenize=True))
+
+    def encode(self, messages: list[dict], answer: str) -> tuple[list[int], list[int]]:
+        """(token ids, assistant mask) of the whole conversation."""
+        prompt = self.prompt_ids(messages)
+        full = self.full_ids(messages, answer)
+        if full[:len(prompt)] != prompt or len(full) == len(prompt):
+            raise UserError("the chat template does not render the generation prompt as a prefix of the "
+                            "conversation; cannot derive the assistant mask")
+        return full, [0] * len(prompt) + [1] * (len(full) - len(prompt))
+
+
+def tokenize_example(renderer: ChatRenderer, example: dict, prompt_format: str, max_seq_len: int) -> dict:
+    """input_ids, assistant_mask, n_dropped (history entries removed), fits."""
+    entry = {petoolbench.INSTRUCTION_KEYS["p"]: example["instruction"], "query": example["query"]}
+
+    def count(messages):
+        return len(renderer.full_ids(messages, example["answer"]))
+
+    messages, n_dropped = petoolbench.fit_messages(entry, "p", count, max_seq_len, prompt_format)
+    ids, mask = renderer.encode(messages, example["answer"])
+    return {"input_ids": ids, "assistant_mask": mask, "n_dropped": n_dropped, "fits": len(ids) <= max_seq_len}
+
+
+def _fingerprint(paths, tokenizer, parts: dict) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(pathlib.Path(path).read_bytes())
+    h.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+    h.update(str(tokenizer.chat_template).encode())
+    h.update(json.dumps(parts, sort_keys=True).encode())
+    return h.hexdigest()[:24]
+
+
+def tokenized_dataset(paths: list[str], tokenizer, settings: list[str], prompt_format: str,
+                      max_seq_len: int, max_samples: int, declared_format: str, cache_dir: pathlib.Path,
+                      log=print):
+    """A `datasets.Dataset` of tokenized examples that fit, cached by content fingerprint."""
+    import datasets
+
+    examples = load_sft_examples(paths, settings, max_samples, declared_format)
+    key = _fingerprint(paths, tokenizer, {"settings": settings, "prompt_format": prompt_format,
+                                          "max_seq_len": max_seq_len, "max_samples": max_samples,
+                                          "format": declared_format, "kind": "sft-v1"})
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_file = cache_dir / f"sft-{key}.arrow"
+    if cache_file.is_file():
+        ds = datasets.Dataset.from_file(str(cache_file))
+        log(f"tokenized data from cache {cache_file}")
+    else:
+        renderer = ChatRenderer(tokenizer)
+        raw = datasets.Dataset.from_list(examples)
+        ds = raw.map(lambda ex: tokenize_example(renderer, ex, prompt_format, max_seq_len),
+                     cache_file_name=str(cache_file), desc="tokenize", load_from_cache_file=False)
+    shortened = int(np.sum(np.asarray(ds["n_dropped"]) > 0))
+    too_long = int(len(ds) - np.sum(ds["fits"]))
+    log(f"{len(ds)} examples; {shortened} shortened by dropping oldest history entries; "
+        f"{too_long} still longer than max_seq_len={max_seq_len} and skipped")
+    ds = ds.filter(lambda fits: fits, input_columns="fits", keep_in_memory=True)
+    if len(ds) == 0:
+        raise UserError("no training example fits max_seq_len")
+    return ds, {"examples": len(ds), "shortened": shortened, "skipped_too_long": too_long}
+
+
+def seq_bucket(length: int, max_seq_len: int) -> int:
+    bucket = 64
+    while bucket < length:
+        bucket *= 2
+    return min(bucket, max_seq_len)
+
+
+@dataclasses.dataclass
+class SequenceBatcher:
+    """Deterministic batches of token sequences for step number `step`.
+
+    Rows are examples (or, with packing, several examples packed into one row with
+    segment ids). Each epoch visits the rows in a permutation drawn from (seed, epoch);
+    batch `step` is therefore a pure function of the step, which is what makes resume exact.
+    Returned arrays are [accumulation, micro_batch, T] with T a power-of-two bucket.
+    """
+
+    sequences: list[list[int]]
+    masks: list[list[int]]
+    batch_size: int
+    micro_batch_size: int
+    max_seq_len: int
+    seed: int
+    packing: bool = False
+    pad_id: int = 0
+
+    def __post_init__(self):
+        self._rows_cache: dict[int, list[list[int]]] = {}
+
+    def rows(self, epoch: int) -> list[list[int]]:
+        """Row -> example indices, for one epoch."""
+        if epoch not in self._rows_cache:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.sequences)).tolist()
+            if not self.packing:
+                rows = [[i] for i in order]
+            else:
+                rows, current, used = [], [], 0
+                for i in order:
+                    n = len(self.sequences[i]) - 1
+                    if current and used + n > self.max_seq_len:
+                        rows.append(current)
+                        current, used = [], 0
+                    current.append(i)
+                    used += n
+                if current:
+                    rows.append(current)
+            self._rows_cache = {epoch: rows}
+        return self._rows_cache[epoch]
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.rows(0)) // self.batch_size)
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        per_epoch = self.steps_per_epoch()
+        epoch, within = divmod(step, per_epoch)
+        rows = self.rows(epoch)[within * self.batch_size:(within + 1) * self.batch_size]
+        rows = rows + [[] for _ in range(self.batch_size - len(rows))]  # last batch: empty rows
+        length = seq_bucket(max((sum(len(self.sequences[i]) - 1 for i in r) for r in rows), default=1),
+                            self.max_seq_len)
+        shape = (self.batch_size, length)
+        out = {"tokens": np.full(shape, self.pad_id, np.int32), "targets": np.zeros(shape, np.int32),
+               "loss_mask": np.zeros(shape, np.float32), "positions": np.zeros(shape, np.int32),
+               "segment_ids": np.zeros(shape, np.int32)}
+        for r, row in enumerate(rows):
+            at = 0
+            for segment, i in enumerate(row, 1):
+                seq, mask = self.sequences[i], self.masks[i]
+                n = len(seq) - 1
+                out["tokens"][r, at:at + n] = seq[:-1]
+                out["targets"][r, at:at + n] = seq[1:]
+                out["loss_mask"][r, at:at + n] = mask[1:]
+                out["positions"][r, at:at + n] = np.arange(n)
+                out["segment_ids"][r, at:at + n] = segment
+                at += n
+        accumulation = self.batch_size // self.micro_batch_size
+        out = {k: v.reshape(accumulation, self.micro_batch_size, length) for k, v in out.items()}
+        out["epoch"], out["rows"] = epoch, [row for row in rows if row]
+        return out
+
+
+def check_batch_has_targets(batch: dict, step: int) -> None:
+    if batch["loss_mask"].sum() == 0:
+        raise UserError(f"step {step}: the batch has no assistant tokens to learn from (empty assistant "
+                        f"mask); check the chat template and data.prompt_format")

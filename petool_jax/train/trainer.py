@@ -1,0 +1,167 @@
+"""The training loop shared by SFT and DPO.
+
+A task supplies the batches (a pure function of the step), the loss and its normaliser;
+the loop owns the rest: optimizer, jitted sharded step, async checkpoints with the data
+position, exact resume, metrics read one step late (dispatch stays asynchronous), NaN
+stop, run-directory outputs and the final model directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from petool_jax.errors import UserError
+from petool_jax.sharding import mesh_rules, replicated
+from petool_jax.train import params as P
+from petool_jax.train.checkpointing import CheckpointStore
+from petool_jax.train.config import to_yaml
+from petool_jax.train.optim import make_optimizer
+from petool_jax.train.run_log import RunLog, peak_flops
+from petool_jax.train.setup import PolicySetup, check_micro_batch, place_batch
+from petool_jax.train.step import init_state, jit_train_step, make_train_step
+
+
+@dataclasses.dataclass
+class Task:
+    """What distinguishes SFT from DPO."""
+
+    name: str
+    steps_per_epoch: int
+    batch_at: Callable[[int], dict]  # step -> host batch ([accumulation, micro, ...] arrays)
+    loss_fn: Callable  # see step.LossFn
+    normaliser: Callable
+    frozen_extra: dict = dataclasses.field(default_factory=dict)  # e.g. reference weights
+    summarise: Callable[[dict], dict] = lambda m: {}  # device metrics -> extra logged values
+    tokens_in: Callable[[dict], int] = lambda b: int((b["segment_ids"] > 0).sum())
+    seq_len_of: Callable[[dict], int] = lambda b: int(b["tokens"].shape[-1])
+    data_summary: dict = dataclasses.field(default_factory=dict)
+
+
+def total_steps_of(config: dict, steps_per_epoch: int) -> int:
+    if config["max_steps"]:
+        return int(config["max_steps"])
+    return int(math.ceil(config["epochs"] * steps_per_epoch))
+
+
+def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) -> dict:
+    """Run (or resume) training; returns {"final_step", "losses"}."""
+    mesh = policy.bundle.mesh
+    check_micro_batch(config, mesh)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    primary = jax.process_index() == 0
+    if primary:
+        (run_dir / "config.yaml").write_text(to_yaml(config))
+
+    total = total_steps_of(config, task.steps_per_epoch)
+    tx, schedule = make_optimizer(config, total)
+    state = init_state(policy.trainable, tx)
+    frozen = {**policy.frozen, **task.frozen_extra}
+    store = CheckpointStore(run_dir / "checkpoints", int(config["keep_checkpoints"]))
+    start = 0
+    if config["resume"] and store.latest_step() is not None:
+        start = store.latest_step()
+        state, progress = store.restore(start, state)
+        if primary:
+            print(f"resumed from step {start} (data epoch {progress['epoch']}, "
+                  f"offset {progress['step_in_epoch']})")
+    if start >= total:
+        store.close()
+        return {"final_step": start, "losses": []}
+
+    step_fn = make_train_step(task.loss_fn, task.normaliser, tx, schedule)
+    first = place_batch(task.batch_at(start), mesh)
+    batch_shardings = {k: v.sharding for k, v in first.items()}
+    with mesh_rules(mesh):
+        jitted = jit_train_step(step_fn, state, frozen, batch_shardings, replicated(mesh))
+
+    log = RunLog(run_dir, total, start, enabled=primary)
+    config_model = policy.bundle.config
+    peak = peak_flops(jax.devices()[0].device_kind)
+    n_params = config_model.num_params()
+    losses: list[float] = []
+    pending: tuple[int, Any, dict, float] | None = None
+    last_time = time.perf_counter()
+
+    def finish(step, metrics, host_batch, started):
+        nonlocal last_time
+        metrics = jax.device_get(metrics)
+        loss = float(metrics["loss"])
+        now = time.perf_counter()
+        elapsed = max(now - last_time, 1e-9)
+        last_time = now
+        if not math.isfinite(loss):
+            raise UserError(f"step {step}: loss is {loss}; stopping. The last good checkpoint is kept in "
+                            f"{store.directory}")
+        tokens = task.tokens_in(host_batch)
+        record = {"step": step, "loss": loss, "learning_rate": float(metrics["learning_rate"]),
+                  "grad_norm": float(metrics["grad_norm"]), "tokens_per_sec": tokens / elapsed,
+                  **task.summarise(metrics)}
+        if peak:
+            # 6N per token for the matmuls (forward + backward) + 12 L T d_q for attention.
+            seq = task.seq_len_of(host_batch)
+            flops_per_token = 6 * n_params + 12 * config_model.num_hidden_layers * seq * config_model.q_dim
+            record["mfu"] = flops_per_token * tokens / elapsed / (peak * jax.device_count())
+        losses.append(loss)
+        if (step % int(config["log_every"]) == 0) or step == total:
+            log.log(record)
+        return record
+
+    try:
+        for step in range(start, total):
+            host_batch = task.batch_at(step)
+            device_batch = first if step == start else place_batch(host_batch, mesh)
+            with mesh_rules(mesh):
+                state, metrics = jitted(state, frozen, device_batch)
+            if pending is not None:
+                finish(*pending)
+            pending = (step + 1, metrics, host_batch, time.perf_counter())
+            done = step + 1
+            if done % int(config["checkpoint_every"]) == 0 or done == total:
+                finish(*pending)  # never checkpoint a state whose loss was not finite
+                pending = None
+                epoch, within = divmod(done, task.steps_per_epoch)
+                store.save(done, state, {"step": done, "epoch": epoch, "step_in_epoch": within,
+                                         "task": task.name})
+        if pending is not None:
+            finish(*pending)
+    finally:
+        store.close()
+        log.close()
+    return {"final_step": total, "losses": losses, "state": state}
+
+
+def trained_params(policy: PolicySetup, state: dict) -> dict:
+    """The trained parameter tree (trainable merged with frozen)."""
+    return P.merge(state["trainable"], policy.frozen)
+
+
+def write_final_model(run_dir: pathlib.Path, config: dict, policy: PolicySetup, state: dict) -> pathlib.Path:
+    """RUN_DIR/model: a petool model directory. LoRA runs store only the adapter plus the
+    base model's path; full fine-tuning stores every weight."""
+    from petool_jax.checkpoint import atomic_output_dir, write_model_dir
+
+    out = run_dir / "model"
+    if jax.process_index() != 0:
+        return out
+    host = {k: np.asarray(jax.device_get(v)) for k, v in state["trainable"].items()}
+    extra = {"trained_by": "petool train", "run_dir": str(run_dir.resolve())}
+    if policy.options.lora_rank:
+        base = policy.bundle.base_path if getattr(policy.bundle, "base_path", None) else config["model"]
+        extra.update(base_model=str(pathlib.Path(base).resolve()),
+                     lora={"rank": policy.options.lora_rank, "alpha": policy.options.lora_alpha})
+    with atomic_output_dir(out, overwrite=True) as tmp:
+        write_model_dir(tmp, policy.bundle.config, P.merge(host), config["param_dtype"],
+                        tokenizer_src=_tokenizer_dir(policy), extra=extra)
+    return out
+
+
+def _tokenizer_dir(policy: PolicySetup):
+    path = getattr(policy.bundle, "path", None)
+    return pathlib.Path(path) if path else None
