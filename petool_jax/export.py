@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 from tqdm import tqdm
 
-from petool_jax import hf_keys
+from petool_jax import hf_keys, lora_adapter
 from petool_jax.checkpoint import (atomic_output_dir, copy_tokenizer_files, load_params,
                                    read_model_config)
 from petool_jax.errors import UserError
@@ -91,24 +91,30 @@ def generation_config(config) -> dict:
 
 
 def export_to_hf(ckpt_dir: str | pathlib.Path, out_dir: str | pathlib.Path, overwrite: bool = False,
-                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, progress: bool = True) -> dict:
+                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, progress: bool = True,
+                 merge_lora: bool = False, peft: bool = False) -> dict:
+    """Full HF model (a LoRA adapter directory needs --merge-lora), or with `peft` only the
+    adapter in PEFT's format (adapter_model.safetensors + adapter_config.json)."""
     ckpt_dir = pathlib.Path(ckpt_dir)
     config = read_model_config(ckpt_dir)
-    params = load_params(ckpt_dir)
-    if _has_lora(params):
-        raise UserError(f"{ckpt_dir}: holds a LoRA adapter; export it with --merge-lora or --peft")
     marker = json.loads((ckpt_dir / "petool_model.json").read_text())
+    params = load_params(ckpt_dir)
+    is_adapter = "base_model" in marker
+    if (merge_lora or peft) and not is_adapter:
+        raise UserError(f"{ckpt_dir}: --merge-lora/--peft need a LoRA adapter directory (a LoRA run's model/)")
+    if is_adapter and not (merge_lora or peft):
+        raise UserError(f"{ckpt_dir}: holds a LoRA adapter; export it with --merge-lora or --peft")
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        total = write_hf_weights(tmp, config, params, max_shard_bytes, progress)
-        (tmp / "config.json").write_text(
-            json.dumps(config.to_hf_dict(marker.get("param_dtype", "bfloat16")), indent=2) + "\n")
+        if peft:
+            total = lora_adapter.write_peft_adapter(tmp, config, params, marker)
+        else:
+            dtype = marker.get("param_dtype", "bfloat16")
+            if is_adapter:
+                base, dtype = lora_adapter.load_base_host_params(marker["base_model"])
+                params = lora_adapter.merge_into_base(base, params, marker["lora"])
+            total = write_hf_weights(tmp, config, params, max_shard_bytes, progress)
+            (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(dtype), indent=2) + "\n")
         copy_tokenizer_files(ckpt_dir, tmp)
-        if not (tmp / "generation_config.json").is_file():
+        if not peft and not (tmp / "generation_config.json").is_file():
             (tmp / "generation_config.json").write_text(json.dumps(generation_config(config), indent=2) + "\n")
     return {"bytes": total}
-
-
-def _has_lora(params) -> bool:
-    import jax
-
-    return any("lora_" in str(path[-1]) for path, _ in jax.tree_util.tree_leaves_with_path(params))

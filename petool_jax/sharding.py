@@ -45,8 +45,11 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices=None) -> M
         if len(devices) % known:
             raise UserError(f"mesh: {len(devices)} devices are not divisible by {known}")
         sizes[sizes.index(-1)] = len(devices) // known
-    if math.prod(sizes) != len(devices):
-        raise UserError(f"mesh: data*fsdp*tensor = {math.prod(sizes)} but {len(devices)} devices are in use")
+    if math.prod(sizes) > len(devices):
+        raise UserError(f"mesh: data*fsdp*tensor = {math.prod(sizes)} but only {len(devices)} devices exist")
+    # Explicit sizes smaller than the device count use the first devices (e.g. a 1-device
+    # reference run on a machine with 8).
+    devices = devices[:math.prod(sizes)]
     return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
 
 

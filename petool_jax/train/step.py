@@ -46,10 +46,17 @@ def make_train_step(loss_fn: LossFn, normaliser: Callable[[dict], jnp.ndarray], 
     return train_step
 
 
-def init_state(trainable: dict, tx) -> dict:
-    """Optimizer state created under jit so each moment inherits its parameter's sharding."""
+def init_state(trainable: dict, tx, mesh) -> dict:
+    """Optimizer state created under jit so each moment inherits its parameter's sharding;
+    the scalars (step, Adam's count) are replicated over the mesh."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    replicated = NamedSharding(mesh, PartitionSpec())
     opt_state = jax.jit(tx.init)(trainable)
-    return {"step": jnp.zeros((), jnp.int32), "trainable": trainable, "opt_state": opt_state}
+    opt_state = jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else
+                             jax.device_put(x, replicated), opt_state)
+    return {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated), "trainable": trainable,
+            "opt_state": opt_state}
 
 
 def shardings_of(tree):

@@ -61,7 +61,7 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
 
     total = total_steps_of(config, task.steps_per_epoch)
     tx, schedule = make_optimizer(config, total)
-    state = init_state(policy.trainable, tx)
+    state = init_state(policy.trainable, tx, mesh)
     frozen = {**policy.frozen, **task.frozen_extra}
     store = CheckpointStore(run_dir / "checkpoints", int(config["keep_checkpoints"]))
     start = 0
@@ -122,6 +122,7 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
             if pending is not None:
                 finish(*pending)
             pending = (step + 1, metrics, host_batch, time.perf_counter())
+            _fault_injection(step + 1)
             done = step + 1
             if done % int(config["checkpoint_every"]) == 0 or done == total:
                 finish(*pending)  # never checkpoint a state whose loss was not finite
@@ -165,3 +166,14 @@ def write_final_model(run_dir: pathlib.Path, config: dict, policy: PolicySetup, 
 def _tokenizer_dir(policy: PolicySetup):
     path = getattr(policy.bundle, "path", None)
     return pathlib.Path(path) if path else None
+
+
+def _fault_injection(step: int) -> None:
+    """Test hook: PETOOL_FAULT_KILL_AT_STEP=N sends this process SIGKILL right after step N
+    is dispatched (possibly while an async checkpoint is being written), to prove that
+    resume is exact and that a half-written checkpoint is never restored."""
+    import os
+    import signal
+
+    if os.environ.get("PETOOL_FAULT_KILL_AT_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
