@@ -22,6 +22,18 @@ def causal_mask(segment_ids_BxT: jnp.ndarray | None, length: int, batch: int) ->
     return mask
 
 
+def prefix_shared_mask(pair_ids_BxT: jnp.ndarray, branch_ids_BxT: jnp.ndarray) -> jnp.ndarray:
+    """DPO pairs packed as `prompt | chosen | rejected`: branch 0 is the shared prompt, 1 the
+    chosen and 2 the rejected response. A token sees earlier tokens of its own pair that are
+    in the prompt or in its own branch, so the two responses never see each other."""
+    length = pair_ids_BxT.shape[1]
+    idx = jnp.arange(length)
+    causal = idx[None, None, :] <= idx[None, :, None]
+    same_pair = (pair_ids_BxT[:, :, None] == pair_ids_BxT[:, None, :]) & (pair_ids_BxT[:, None, :] != 0)
+    branch_q, branch_k = branch_ids_BxT[:, :, None], branch_ids_BxT[:, None, :]
+    return causal & same_pair & ((branch_k == 0) | (branch_k == branch_q))
+
+
 def cache_mask(start_B: jnp.ndarray, cache_index, q_len: int, cache_len: int) -> jnp.ndarray:
     """Mask for a left-padded batch writing q_len tokens at slot `cache_index`.
 

@@ -89,7 +89,9 @@ class Llama(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxT, positions_BxT=None, mask_BxTxS=None, segment_ids_BxT=None,
-                 cache: dict[str, Any] | None = None, cache_index=None):
+                 cache: dict[str, Any] | None = None, cache_index=None, gather_BxN=None):
+        """gather_BxN: only compute logits at these positions (-> [B, N, V]); losses that
+        need a few positions of a long sequence (DPO responses) skip the rest of the head."""
         cfg, opts = self.config, self.options
         batch, length = tokens_BxT.shape
         if positions_BxT is None:
@@ -116,6 +118,8 @@ class Llama(nn.Module):
         )(cfg, opts, name="layers")
         x, new_cache = layers(x, cache, cos, sin, mask_BxTxS, cache_index)
 
+        if gather_BxN is not None:
+            x = jnp.take_along_axis(x, gather_BxN[:, :, None], axis=1)
         x = RMSNorm(cfg.rms_norm_eps, opts, name="final_norm")(x)
         if cfg.tie_word_embeddings:
             logits = embed.attend(x)
