@@ -52,14 +52,14 @@ def log(*a):
 
 
 class Report:
-    def __init__(self, out: pathlib.Path):
-        self.out = out
+    def __init__(self, out: pathlib.Path, name: str):
+        self.out, self.name = out, name
         self.data: dict = {}
         out.mkdir(parents=True, exist_ok=True)
 
     def put(self, key, value):
         self.data[key] = value
-        (self.out / "accelerator.json").write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+        (self.out / f"{self.name}.json").write_text(json.dumps(self.data, indent=2, default=str) + "\n")
 
 
 def matmul_params(config) -> int:
@@ -269,6 +269,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results/accelerator"))
     parser.add_argument("--budget-s", type=float, default=270.0, help="skip sections that would not finish")
     parser.add_argument("--smoke", action="store_true", help="tiny model on CPU: a test of this script")
+    parser.add_argument("--name", default="accelerator", help="result files NAME.json and NAME.md")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: full,lora,decode,eval,8b")
     args = parser.parse_args(argv)
     begin = time.perf_counter()
@@ -283,11 +284,13 @@ def main(argv=None) -> dict:
 
     from petool_jax.config import load_model_config
 
-    report = Report(pathlib.Path(args.out))
+    report = Report(pathlib.Path(args.out), args.name)
     dev = jax.devices()[0]
     kind = dev.device_kind
     chip = next((k for k in PEAK_BF16 if k in kind), None)
-    peak = PEAK_BF16.get(chip, 989e12)
+    from petool_jax.train.run_log import peak_flops
+
+    peak = PEAK_BF16.get(chip) or peak_flops(kind) or 989e12
     report.put("device", {"kind": kind, "platform": dev.platform, "count": jax.device_count(),
                           "jax": jax.__version__, "peak_bf16_flops_datasheet": peak,
                           "hbm_bytes_per_s_datasheet": HBM_DATASHEET.get(chip), "memory_limit": _memory_limit()})
@@ -346,7 +349,47 @@ def main(argv=None) -> dict:
                 "note": "synthetic prompts of the median length; bench.generate --device gpu measures real ones"})
     report.put("wall_seconds", time.perf_counter() - begin)
     print(json.dumps(summary(report.data), indent=1))
+    (pathlib.Path(args.out) / f"{args.name}.md").write_text(table(report.data) + "\n")
     return report.data
+
+
+def table(data: dict) -> str:
+    dev = data["device"]
+    ceil = data.get("ceilings") or {}
+    lines = [f"### Accelerator: {dev['kind']} (jax {dev['jax']})", ""]
+    if "copy_bytes_per_s" in ceil:
+        lines += [f"Measured ceilings: copy {ceil['copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write), bf16 matmul "
+                  f"{ceil['matmul_bf16_flops_per_s'] / 1e12:.0f} TFLOP/s; MFU is against the datasheet's "
+                  f"{dev['peak_bf16_flops_datasheet'] / 1e12:.0f} TFLOP/s.", ""]
+    lines += ["| SFT step, seq 4096, bf16 | remat | micro batch | s/step | tokens/s | MFU (6N + attn) | MFU causal attn "
+              "| MFU useful FLOPs | XLA memory GiB |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, label in (("full", "llama3.2-1b full fine-tuning"), ("lora", "llama3.2-1b LoRA r8"),
+                        ("8b", "llama3-8b LoRA r8")):
+        sec = data.get(name) or {}
+        c = sec.get("chosen")
+        if not c:
+            lines.append(f"| {label} | - | - | - | - | {sec.get('skipped') or sec.get('error') or 'not run'} | | | |")
+            continue
+        peak_mem = (c.get("xla_memory") or {}).get("total_bytes")
+        lines.append(f"| {label} | {c['remat']} | {c['micro']} | {c['median_seconds_per_step']:.3f} "
+                     f"| {c['tokens_per_s']:.0f} | {c['mfu']:.1%} | {c['mfu_causal']:.1%} | {c['mfu_useful']:.1%} "
+                     f"| {peak_mem / 2**30 if peak_mem else float('nan'):.1f} |")
+    cases = (data.get("decode") or {}).get("cases") or {}
+    if cases:
+        lines += ["", "| decode (llama3.2-1b bf16, prompt 2600) | prefill s | ms/token step | tokens/s "
+                  "| roofline tok/s (measured BW) | of roofline (measured / datasheet BW) |", "|---|---|---|---|---|---|"]
+        for name, c in cases.items():
+            if "error" in c:
+                lines.append(f"| {name} | failed: {c['error'][:120]} | | | | |")
+                continue
+            lines.append(f"| {name} | {c['prefill_s']:.3f} | {c['decode_step_s'] * 1000:.2f} | {c['tokens_per_s']:.0f} "
+                         f"| {c['roofline_tokens_per_s_measured']:.0f} | {c['fraction_of_roofline_measured']:.0%} / "
+                         f"{c['fraction_of_roofline_datasheet']:.0%} |")
+    if "eval_projection" in data:
+        e = data["eval_projection"]
+        lines += ["", f"PEToolBench evaluation (3,000 instances, batch 16, {e['new_tokens_assumed']} new tokens) "
+                  f"projected: {e['projected_seconds'] / 60:.1f} min."]
+    return "\n".join(lines)
 
 
 def summary(data: dict) -> dict:

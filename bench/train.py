@@ -15,7 +15,7 @@ constant) with global-norm clipping at 1.0, the loss normalised by the step's ta
 - PyTorch: eager LlamaForCausalLM (sdpa attention), F.cross_entropy on fp32 logits,
   loss.backward(), clip_grad_norm_, torch.optim.AdamW (foreach).
 Cases: full fine-tuning, and LoRA rank 8 / alpha 16 on all decoder linears (petool's LoRA vs
-peft's, same init: B = 0).
+peft's, petool's adapter initialisation copied into peft's).
 
 The two run alternately in one process (A B A B ...): each repetition times --steps steps of
 one side and then of the other; figures are medians over repetitions, the ratio is petool
@@ -160,36 +160,59 @@ def memory_analysis(compiled) -> dict:
 
 # --- the PyTorch reference ----------------------------------------------------------------------
 
+LORA_TARGETS = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "o_proj": "attn", "gate_proj": "mlp",
+                "up_proj": "mlp", "down_proj": "mlp"}
+
+
+def torch_llama(config, host_params: dict, lora_rank: int = 0):
+    """transformers.LlamaForCausalLM (fp32, sdpa attention) holding petool's weights; with
+    lora_rank, wrapped by peft with petool's adapter copied in (lora_A = lora_a^T, lora_B =
+    lora_b^T, scale alpha / rank on both sides)."""
+    import torch
+    import transformers
+
+    from petool_jax.export import hf_tensor_source
+
+    hf_config = transformers.LlamaConfig(**config.to_hf_dict("float32"))
+    hf_config._attn_implementation = "sdpa"
+    model = transformers.LlamaForCausalLM(hf_config)
+    specs, produce = hf_tensor_source(config, host_params)
+    state = {name: torch.from_numpy(np.array(produce(name), np.float32)) for name, _, _ in specs}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if "rotary" not in k]:
+        raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    if lora_rank:
+        import peft
+
+        lora = peft.LoraConfig(r=lora_rank, lora_alpha=LORA_ALPHA, lora_dropout=0.0, bias="none",
+                               target_modules=list(LORA_TARGETS))
+        model = peft.get_peft_model(model, lora)
+        layers = host_params["layers"]
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if ".lora_" not in name:
+                    continue
+                parts = name.split(".")
+                layer, module = int(parts[parts.index("layers") + 1]), parts[parts.index("lora_A" if "lora_A" in parts
+                                                                                       else "lora_B") - 1]
+                leaf = layers[LORA_TARGETS[module]][module]["lora_a" if "lora_A" in parts else "lora_b"][layer]
+                param.copy_(torch.from_numpy(np.array(leaf, np.float32).T))
+    return model
+
+
 class TorchSFT:
     """The plain loop a PyTorch user would write, on the same weights and batch."""
 
     def __init__(self, config, host_params: dict, batch: dict, lora_rank: int = 0):
         import torch
-        import transformers
 
-        from petool_jax.export import hf_tensor_source
-
-        hf_config = transformers.LlamaConfig(**config.to_hf_dict("float32"))
-        hf_config._attn_implementation = "sdpa"
-        model = transformers.LlamaForCausalLM(hf_config)
-        specs, produce = hf_tensor_source(config, host_params)
-        state = {name: torch.from_numpy(np.array(produce(name), np.float32)) for name, _, _ in specs}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if "rotary" not in k]:
-            raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
-        if lora_rank:
-            import peft
-
-            lora = peft.LoraConfig(r=lora_rank, lora_alpha=LORA_ALPHA, lora_dropout=0.0, bias="none",
-                                   target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                   "up_proj", "down_proj"])
-            model = peft.get_peft_model(model, lora)
+        model = torch_llama(config, host_params, lora_rank)
         model.train()
         self.model = model
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=OPTIM["learning_rate"], betas=(OPTIM["adam_b1"], OPTIM["adam_b2"]),
                                      eps=OPTIM["adam_eps"], weight_decay=OPTIM["weight_decay"])
-        self.batch = {k: torch.from_numpy(np.asarray(v)) for k, v in batch.items()}
+        self.batch = {k: torch.from_numpy(np.array(v)) for k, v in batch.items()}
         self.batch = {k: (v.long() if k in ("tokens", "targets", "positions") else v) for k, v in self.batch.items()}
         self.tokens_per_step = int(np.prod(batch["tokens"].shape))
 

@@ -1,0 +1,166 @@
+"""How petool's SFT step time and memory grow with sequence length, batch size and the number
+of (simulated) devices of the sharded step, with a PNG plot of each.
+
+    python -m bench.scaling [--out bench/results] [--sweeps seq,batch,devices]
+                            [--seqs 1024,2048,4096,8192] [--batches 1,2,4,8] [--devices 1,2,4,8]
+
+Every point runs in its own process (so its peak RSS is its own, and the device count can be
+set): `XLA_FLAGS=--xla_force_host_platform_device_count=N` makes N CPU devices, the mesh is
+fsdp=N (the project's default layout: parameters, gradients and Adam moments split N ways,
+the batch rows too). The model is bench.train's small LLaMA-3-shaped one, fp32, full
+fine-tuning, the step as `petool train sft` jits it (remat=full, the training default, XLA
+attention). Figures per point: median step seconds over --steps timed steps after one
+warm-up step, tokens/s, compile seconds, XLA's memory account of the compiled step (per
+device: arguments + temporaries + non-aliased outputs) and the process's peak RSS.
+
+On a CPU host the simulated devices share the same cores, so the device sweep shows the
+sharding's overhead and the per-device memory, not a speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+SEQ_SWEEP_BATCH = 1
+BATCH_SWEEP_SEQ = 1024
+DEVICE_SWEEP = (8, 512)  # global batch rows, seq
+
+
+def point(spec: dict) -> dict:
+    """One measurement, in this process (the child side)."""
+    import jax
+
+    from bench.train import build_petool_sft, small_config
+    from petool_jax.sharding import make_mesh
+
+    mesh = make_mesh(1, spec["devices"], 1)
+    sft = build_petool_sft(small_config(), micro=spec["batch"], seq=spec["seq"], remat=spec["remat"],
+                           mesh=mesh)
+    sft.run(1)
+    times = [sft.run(1)[0] for _ in range(spec["steps"])]
+    step = statistics.median(times)
+    return {**spec, "jax_devices": jax.device_count(), "seconds_per_step": times, "median_seconds_per_step": step,
+            "tokens_per_step": sft.tokens_per_step, "tokens_per_s": sft.tokens_per_step / step,
+            "compile_seconds": sft.compile_seconds, "xla_memory": sft.memory}
+
+
+def measure(spec: dict) -> dict:
+    from bench.common import run_measured
+
+    env = {"JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
+                         f" --xla_force_host_platform_device_count={spec['devices']}").strip()}
+    r = run_measured([sys.executable, "-m", "bench.scaling", "--point", json.dumps(spec)], env=env)
+    line = [ln for ln in r["output"].splitlines() if ln.startswith("POINT ")][-1]
+    result = json.loads(line[len("POINT "):])
+    result["peak_rss_bytes"] = r["peak_rss_bytes"]
+    print(f"[bench.scaling] {spec}: {result['median_seconds_per_step']:.2f} s/step, "
+          f"XLA {result['xla_memory'].get('total_bytes', 0) / 2**20:.0f} MiB, RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB",
+          file=sys.stderr, flush=True)
+    return result
+
+
+def plot(points: list[dict], x_key: str, x_label: str, title: str, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [p[x_key] for p in points]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(xs, [p["median_seconds_per_step"] for p in points], "o-", label="step time")
+    ax1.set_xlabel(x_label)
+    ax1.set_ylabel("seconds per step")
+    ax1.set_xscale("log", base=2)
+    ax1.set_xticks(xs, [str(x) for x in xs])
+    ax1b = ax1.twinx()
+    ax1b.plot(xs, [p["tokens_per_s"] for p in points], "s--", color="tab:green", label="tokens/s")
+    ax1b.set_ylabel("tokens/s", color="tab:green")
+    ax1.set_title("step time (line), tokens/s (dashed)")
+    ax2.plot(xs, [p["xla_memory"].get("total_bytes", 0) / 2**20 for p in points], "o-",
+             label="XLA: compiled step, per device")
+    ax2.plot(xs, [p["peak_rss_bytes"] / 2**20 for p in points], "s--", label="process peak RSS")
+    ax2.set_xlabel(x_label)
+    ax2.set_ylabel("MiB")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xticks(xs, [str(x) for x in xs])
+    ax2.legend()
+    ax2.set_title("memory")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def table(sweeps: dict) -> str:
+    lines = []
+    names = {"seq": ("sequence length", "seq"), "batch": ("batch size", "batch"), "devices": ("devices (fsdp)", "devices")}
+    for sweep, points in sweeps.items():
+        label, key = names[sweep]
+        p0 = points[0]
+        fixed = {"seq": f"batch {p0['batch']}", "batch": f"seq {p0['seq']}",
+                 "devices": f"global batch {p0['batch']} x seq {p0['seq']}"}[sweep]
+        lines += [f"#### vs {label} ({fixed}, remat={p0['remat']}, fp32 full fine-tuning)", "",
+                  f"| {label} | s/step | tokens/s | time vs first | XLA memory/device MiB | peak RSS MiB | compile s |",
+                  "|---|---|---|---|---|---|---|"]
+        for p in points:
+            lines.append(f"| {p[key]} | {p['median_seconds_per_step']:.2f} | {p['tokens_per_s']:.0f} "
+                         f"| {p['median_seconds_per_step'] / p0['median_seconds_per_step']:.2f}x "
+                         f"| {p['xla_memory'].get('total_bytes', 0) / 2**20:.0f} | {p['peak_rss_bytes'] / 2**20:.0f} "
+                         f"| {p['compile_seconds']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--sweeps", default="seq,batch,devices")
+    parser.add_argument("--seqs", default="1024,2048,4096,8192")
+    parser.add_argument("--batches", default="1,2,4,8")
+    parser.add_argument("--devices", default="1,2,4,8")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--remat", default="full")
+    parser.add_argument("--point", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.point:
+        print("POINT " + json.dumps(point(json.loads(args.point))), flush=True)
+        return {}
+
+    import pathlib
+
+    from bench.common import machine, write_results
+    from bench.train import SMALL, small_config
+
+    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
+    base = {"steps": args.steps, "remat": args.remat}
+    plans = {
+        "seq": [dict(base, seq=s, batch=SEQ_SWEEP_BATCH, devices=1) for s in ints(args.seqs)],
+        "batch": [dict(base, seq=BATCH_SWEEP_SEQ, batch=b, devices=1) for b in ints(args.batches)],
+        "devices": [dict(base, seq=DEVICE_SWEEP[1], batch=DEVICE_SWEEP[0], devices=n) for n in ints(args.devices)],
+    }
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sweeps = {}
+    for name in args.sweeps.split(","):
+        sweeps[name] = [measure(spec) for spec in plans[name]]
+    titles = {"seq": ("seq", "sequence length (tokens)"), "batch": ("batch", "batch size (rows)"),
+              "devices": ("devices", "simulated CPU devices (fsdp)")}
+    config = small_config()
+    desc = f"SFT step, small LLaMA-3 ({config.num_params() / 1e6:.1f}M params), CPU: {machine()['cpus']} cores"
+    for name, points in sweeps.items():
+        key, label = titles[name]
+        plot(points, key, label, desc, out / f"scaling_{name}.png")
+    results = {"benchmark": "scaling", "model": {**SMALL, "params": config.num_params(), "dtype": "float32"},
+               "sweeps": sweeps, "machine": machine(),
+               "plots": [f"scaling_{name}.png" for name in sweeps]}
+    write_results(out, "scaling", results, f"### {desc}\n\n" + table(sweeps))
+    return results
+
+
+if __name__ == "__main__":
+    main()
