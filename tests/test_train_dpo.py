@@ -69,10 +69,12 @@ def test_each_loss_equals_its_formula(kind, eps):
 
 
 # ---- prefix sharing ----------------------------------------------------------------------
-def full_sequence_logps(model, params, prompt, response):
-    """Sum of log p(response | prompt) from one plain causal forward of prompt + response."""
-    tokens = np.asarray([prompt + response])
-    logits, _ = model.apply({"params": params}, tokens)
+def full_sequence_logps(forward, params, prompt, response):
+    """Sum of log p(response | prompt) from one plain causal forward of prompt + response
+    (right-padded to 128 tokens, which cannot affect earlier positions: one compile)."""
+    tokens = np.zeros((1, 128), np.int32)
+    tokens[0, :len(prompt) + len(response)] = prompt + response
+    logits, _ = forward({"params": params}, tokens)
     logp = jax.nn.log_softmax(np.asarray(logits, np.float64)[0], axis=-1)
     return sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(response))
 
@@ -94,22 +96,22 @@ def test_prefix_shared_logps_equal_two_sequences(world, packing):
     if packing:
         assert shared["pair_valid"].sum(-1).max() > 1  # rows really hold several pairs
     assert (shared["tokens"] == 0).any()  # and padding
+    logps = jax.jit(lambda params, mb: pair_logps(bundle.model, params, mb))
+    forward = jax.jit(bundle.model.apply)
     sq = {k: v[0] for k, v in shared.items() if isinstance(v, np.ndarray)}
-    c, r = (np.asarray(x) for x in pair_logps(bundle.model, bundle.params, sq))
-    cs, _ = (np.asarray(x) for x in pair_logps(bundle.model, bundle.params,
-                                               {k: v[0] for k, v in separate["chosen"].items()}))
-    _, rs = (np.asarray(x) for x in pair_logps(bundle.model, bundle.params,
-                                               {k: v[0] for k, v in separate["rejected"].items()}))
+    c, r = (np.asarray(x) for x in logps(bundle.params, sq))
+    cs, _ = (np.asarray(x) for x in logps(bundle.params, {k: v[0] for k, v in separate["chosen"].items()}))
+    _, rs = (np.asarray(x) for x in logps(bundle.params, {k: v[0] for k, v in separate["rejected"].items()}))
     valid = sq["pair_valid"] > 0
     np.testing.assert_allclose(c[valid], cs[valid], atol=1e-5, rtol=0)
     np.testing.assert_allclose(r[valid], rs[valid], atol=1e-5, rtol=0)
     seen = 0
     for row, slot in zip(*np.nonzero(valid)):
         i = sq["pair_index"][row, slot]
-        np.testing.assert_allclose(c[row, slot], full_sequence_logps(bundle.model, bundle.params, prompts[i],
-                                                                     chosen[i]), atol=1e-4)
-        np.testing.assert_allclose(r[row, slot], full_sequence_logps(bundle.model, bundle.params, prompts[i],
-                                                                     rejected[i]), atol=1e-4)
+        expected_c = full_sequence_logps(forward, bundle.params, prompts[i], chosen[i])
+        expected_r = full_sequence_logps(forward, bundle.params, prompts[i], rejected[i])
+        np.testing.assert_allclose(c[row, slot], expected_c, atol=1e-4)
+        np.testing.assert_allclose(r[row, slot], expected_r, atol=1e-4)
         seen += 1
     assert seen == 4 if not packing else seen == 5
 
