@@ -167,3 +167,27 @@ def test_config_keys_are_checked(tmp_path):
         load_config(preset, good)
     with pytest.raises(UserError, match=r"batch_size \(16\) must be a positive multiple of micro_batch_size \(3\)"):
         load_config(None, good + ["micro_batch_size=3"])
+
+
+def test_gathered_loss_equals_the_full_sequence_loss(tmp_path):
+    """The SFT loss computed from logits at the target positions only equals the loss from
+    logits at every position."""
+    import jax
+
+    from hf_fixtures import make_hf_model
+    from petool_jax.loading import load_model
+    from petool_jax.train.sft import make_sft_loss
+    from petool_jax.train import params as P
+
+    make_hf_model(tmp_path, "llama3.1")
+    bundle = load_model(tmp_path, with_tokenizer=False)
+    rng = np.random.RandomState(0)
+    seqs = [rng.randint(1, 500, n).tolist() for n in (30, 45, 12, 60)]
+    masks = [[0] * (n - 8) + [1] * 8 for n in (30, 45, 12, 60)]
+    batch = SequenceBatcher(seqs, masks, batch_size=4, micro_batch_size=4, max_seq_len=128, seed=0,
+                            packing=True).batch(0)
+    mb = {k: v[0] for k, v in batch.items() if isinstance(v, np.ndarray)}
+    assert mb["target_mask"].sum() == mb["loss_mask"].sum() == 32
+    full = {k: v for k, v in mb.items() if not k.startswith("target_")}
+    loss_fn = jax.jit(lambda p, m: make_sft_loss(bundle.model)(P.flatten(p), {}, m, 32.0)[0])
+    np.testing.assert_allclose(loss_fn(bundle.params, mb), loss_fn(bundle.params, full), rtol=1e-6)

@@ -58,14 +58,26 @@ def test_sharded_runs_match_single_device(world, tmp_path):
         np.testing.assert_allclose(runs[name], runs["one"], atol=1e-5, rtol=0)
 
 
+def base_params(world):
+    import jax
+
+    from petool_jax.loading import load_model
+
+    bundle = load_model(world / "hf", with_tokenizer=False)
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(bundle.params)}
+
+
 def test_gradient_accumulation_equals_one_big_batch(world, tmp_path):
     params = {}
     for micro in (2, 8):  # 4 x 2 vs 1 x 8
         out = tmp_path / f"micro{micro}"
+        # lr 1e-3: Adam's first update is ~lr per weight, 1000x the tolerance below
         assert petool(base_args(world, out, "batch_size=8", f"micro_batch_size={micro}", "max_steps=1",
-                                "lora.rank=0", "mesh.fsdp=1", "checkpoint_every=100")) == 0
+                                "lora.rank=0", "mesh.fsdp=1", "checkpoint_every=100", "learning_rate=1e-3")) == 0
         params[micro] = model_params(out)
     assert params[2].keys() == params[8].keys()
+    moved = [np.abs(params[8][k] - base_params(world)[k]).max() for k in params[8]]
+    assert min(moved) > 1e-4  # every parameter really moved
     for key in params[2]:
         np.testing.assert_allclose(params[2][key], params[8][key], atol=1e-6, rtol=0, err_msg=key)
 

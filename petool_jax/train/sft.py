@@ -16,9 +16,10 @@ from petool_jax.train.sft_data import SequenceBatcher, check_batch_has_targets, 
 from petool_jax.train.trainer import Task, train, write_final_model
 
 
-def token_log_probs(model, params, tokens, positions, segment_ids, targets):
-    """log p(target_t | tokens_<=t) in float32, [B, T]."""
-    logits, _ = model.apply({"params": params}, tokens, positions, segment_ids_BxT=segment_ids)
+def token_log_probs(model, params, tokens, positions, segment_ids, targets, gather=None):
+    """log p(target | prefix) in float32: [B, T] for every position, or [B, K] at the
+    positions in `gather` (targets then [B, K])."""
+    logits, _ = model.apply({"params": params}, tokens, positions, segment_ids_BxT=segment_ids, gather_BxN=gather)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     return jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
 
@@ -26,8 +27,14 @@ def token_log_probs(model, params, tokens, positions, segment_ids, targets):
 def make_sft_loss(model):
     def loss_fn(trainable, frozen, mb, norm):
         params = P.merge(trainable, frozen)
-        logp = token_log_probs(model, params, mb["tokens"], mb["positions"], mb["segment_ids"], mb["targets"])
-        return -jnp.sum(logp * mb["loss_mask"]) / norm, {"target_tokens": jnp.sum(mb["loss_mask"])}
+        if "target_idx" in mb:  # logits only where the loss is (see sft_data.gather_targets)
+            logp = token_log_probs(model, params, mb["tokens"], mb["positions"], mb["segment_ids"],
+                                   mb["target_ids"], gather=mb["target_idx"])
+            mask = mb["target_mask"]
+        else:
+            logp = token_log_probs(model, params, mb["tokens"], mb["positions"], mb["segment_ids"], mb["targets"])
+            mask = mb["loss_mask"]
+        return -jnp.sum(logp * mask) / norm, {"target_tokens": jnp.sum(mask)}
 
     return loss_fn
 

@@ -223,10 +223,28 @@ class SequenceBatcher:
                 out["positions"][r, at:at + n] = np.arange(n)
                 out["segment_ids"][r, at:at + n] = segment
                 at += n
+        out.update(gather_targets(out["loss_mask"], out["targets"]))
         accumulation = self.batch_size // self.micro_batch_size
-        out = {k: v.reshape(accumulation, self.micro_batch_size, length) for k, v in out.items()}
+        out = {k: v.reshape(accumulation, self.micro_batch_size, *v.shape[1:]) for k, v in out.items()}
         out["epoch"], out["rows"] = epoch, [row for row in rows if row]
         return out
+
+
+def gather_targets(loss_mask_BxT: np.ndarray, targets_BxT: np.ndarray) -> dict[str, np.ndarray]:
+    """The positions that carry a loss, [B, K] (K a power-of-two bucket): the model then
+    computes logits only there. PEToolBench answers are ~35 tokens after ~2,600 prompt tokens,
+    so this skips ~99% of the output head and of the [T, vocab] float32 log-softmax."""
+    counts = loss_mask_BxT.sum(axis=1).astype(int)
+    k = seq_bucket(max(int(counts.max()), 1), 1 << 30)
+    batch = loss_mask_BxT.shape[0]
+    idx, ids, mask = (np.zeros((batch, k), np.int32), np.zeros((batch, k), np.int32),
+                      np.zeros((batch, k), np.float32))
+    for r in range(batch):
+        where = np.nonzero(loss_mask_BxT[r])[0]
+        idx[r, :len(where)] = where
+        ids[r, :len(where)] = targets_BxT[r, where]
+        mask[r, :len(where)] = 1.0
+    return {"target_idx": idx, "target_ids": ids, "target_mask": mask}
 
 
 def check_batch_has_targets(batch: dict, step: int) -> None:
