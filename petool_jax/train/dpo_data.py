@@ -24,7 +24,8 @@ import numpy as np
 from petool_jax import petoolbench
 from petool_jax.errors import UserError
 from petool_jax.train.records import read_records, require
-from petool_jax.train.sft_data import ChatRenderer, _fingerprint, detect_format, format_call, seq_bucket
+from petool_jax.train.sft_data import (ChatRenderer, SequenceBatcher, _fingerprint, detect_format, epoch_rows,
+                                       format_call, seq_bucket)
 
 LLAMAFACTORY_DPO_KEYS = ("instruction", "input", "chosen", "rejected")
 NEGATIVE_KINDS = ("same_func", "other_func", "corrupt_params")
@@ -188,31 +189,19 @@ class PairBatcher:
 
     def rows(self, epoch: int) -> list[list[int]]:
         if epoch not in self._cache:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.prompts)).tolist()
-            rows, current, used = [], [], 0
-            for i in order:
-                n = self.length(i)
-                if current and (not self.packing or used + n > self.max_seq_len
-                                or len(current) == self.pairs_per_row):
-                    rows.append(current)
-                    current, used = [], 0
-                current.append(i)
-                used += n
-            if current:
-                rows.append(current)
-            self._cache = {epoch: rows}
+            lengths = [self.length(i) for i in range(len(self.prompts))]
+            self._cache = {epoch: epoch_rows(lengths, self.seed, epoch, self.packing, self.max_seq_len,
+                                             self.pairs_per_row)}
         return self._cache[epoch]
 
-    def steps_per_epoch(self) -> int:
-        return -(-len(self.rows(0)) // self.batch_size)
+    steps_per_epoch = SequenceBatcher.steps_per_epoch
+    rows_of_step = SequenceBatcher.rows_of_step
 
     def batch(self, step: int, layout: str = "shared") -> dict:
         """layout "shared": one `prompt | chosen | rejected` sequence per pair. layout
         "separate" (the textbook two-sequence form, for checks and benchmarks): {"chosen":
         batch of `prompt | chosen` rows, "rejected": batch of `prompt | rejected` rows}."""
-        epoch, within = divmod(step, self.steps_per_epoch())
-        rows = self.rows(epoch)[within * self.batch_size:(within + 1) * self.batch_size]
-        rows = rows + [[] for _ in range(self.batch_size - len(rows))]
+        _, rows = self.rows_of_step(step)
         k = seq_bucket(max((max(len(self.chosen[i]), len(self.rejected[i])) for r in rows for i in r),
                            default=1), 1 << 30)
         if layout == "shared":

@@ -156,6 +156,27 @@ def seq_bucket(length: int, max_seq_len: int) -> int:
     return min(bucket, max_seq_len)
 
 
+def epoch_rows(lengths: list[int], seed: int, epoch: int, packing: bool, max_len: int,
+               max_per_row: int | None = None) -> list[list[int]]:
+    """One epoch's rows of example indices: a permutation drawn from (seed, epoch), then,
+    with packing, consecutive examples share a row while they fit `max_len` (and
+    `max_per_row`)."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(lengths)).tolist()
+    if not packing:
+        return [[i] for i in order]
+    rows, current, used = [], [], 0
+    for i in order:
+        full = max_per_row is not None and len(current) == max_per_row
+        if current and (used + lengths[i] > max_len or full):
+            rows.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += lengths[i]
+    if current:
+        rows.append(current)
+    return rows
+
+
 @dataclasses.dataclass
 class SequenceBatcher:
     """Deterministic batches of token sequences for step number `step`.
@@ -181,31 +202,21 @@ class SequenceBatcher:
     def rows(self, epoch: int) -> list[list[int]]:
         """Row -> example indices, for one epoch."""
         if epoch not in self._rows_cache:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.sequences)).tolist()
-            if not self.packing:
-                rows = [[i] for i in order]
-            else:
-                rows, current, used = [], [], 0
-                for i in order:
-                    n = len(self.sequences[i]) - 1
-                    if current and used + n > self.max_seq_len:
-                        rows.append(current)
-                        current, used = [], 0
-                    current.append(i)
-                    used += n
-                if current:
-                    rows.append(current)
-            self._rows_cache = {epoch: rows}
+            self._rows_cache = {epoch: epoch_rows([len(s) - 1 for s in self.sequences], self.seed, epoch,
+                                                  self.packing, self.max_seq_len)}
         return self._rows_cache[epoch]
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.rows(0)) // self.batch_size)
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        per_epoch = self.steps_per_epoch()
-        epoch, within = divmod(step, per_epoch)
+    def rows_of_step(self, step: int) -> tuple[int, list[list[int]]]:
+        """(epoch, the batch's rows), padded with empty rows in an epoch's last batch."""
+        epoch, within = divmod(step, self.steps_per_epoch())
         rows = self.rows(epoch)[within * self.batch_size:(within + 1) * self.batch_size]
-        rows = rows + [[] for _ in range(self.batch_size - len(rows))]  # last batch: empty rows
+        return epoch, rows + [[] for _ in range(self.batch_size - len(rows))]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        epoch, rows = self.rows_of_step(step)
         length = seq_bucket(max((sum(len(self.sequences[i]) - 1 for i in r) for r in rows), default=1),
                             self.max_seq_len)
         shape = (self.batch_size, length)
