@@ -3,7 +3,9 @@
 
 Each benchmark runs in its own process (its own JAX platform, its own peak RSS) and writes
 NAME.json + NAME.md under --out; the suite then writes results.json (every benchmark's
-figures, the machine) and results.md (their tables, one after the other).
+figures, the machine; results_gpu.json / results_tpu.json for accelerators) and results.md
+(their tables, one after the other). A run of one benchmark updates its own entry and keeps
+the others' latest figures.
 
   cpu: train       bench.train        SFT tokens/s vs PyTorch + transformers (ABAB)
        dpo         bench.dpo          DPO pairs/s: prefix-shared vs two-sequence vs PyTorch
@@ -75,9 +77,10 @@ def main(argv=None) -> int:
         raise SystemExit("accelerator figures need --device gpu or tpu")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"device": args.device, "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "benchmarks": {}}
-    tables = []
+    # results.json keeps the latest run of every benchmark (a run of one updates its entry).
+    results_path = out / f"results_{args.device}.json" if args.device != "cpu" else out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {"benchmarks": {}}
+    results.update({"device": args.device, "machine": machine()})
     failed = 0
     for name, cmd in plan(which, args.device).items():
         if not cmd:
@@ -88,22 +91,27 @@ def main(argv=None) -> int:
         rc = subprocess.call(full)
         stem = result_name(cmd)
         entry = {"command": " ".join(["python", "-m", *cmd, "--out", str(out)]), "returncode": rc,
-                 "seconds": time.perf_counter() - start}
+                 "seconds": time.perf_counter() - start, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                 "files": stem}
         json_path = out / f"{stem}.json"
         if rc == 0 and json_path.is_file():
             entry["results"] = json.loads(json_path.read_text())
-            md = out / f"{stem}.md"
-            if md.is_file():
-                tables.append(md.read_text())
         else:
             failed += 1
-            tables.append(f"### {name}: failed (exit code {rc})\n")
         results["benchmarks"][name] = entry
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        results_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tables = []
+    for name, entry in results["benchmarks"].items():
+        md = out / f"{entry.get('files', name)}.md"
+        if entry["returncode"] == 0 and md.is_file():
+            tables.append(f"<!-- {entry['command']} ({entry['finished']}) -->\n" + md.read_text())
+        else:
+            tables.append(f"### {name}: failed (exit code {entry['returncode']}): {entry['command']}\n")
     header = (f"# petool benchmarks ({args.device}; {results['machine']['platform']}, "
               f"{results['machine']['cpus']} CPUs, {results['machine']['memory_gb']} GB)\n")
-    (out / "results.md").write_text(header + "\n" + "\n\n".join(tables) + "\n")
-    print(f"[bench] wrote {out / 'results.json'} and {out / 'results.md'}", file=sys.stderr)
+    md_path = results_path.with_suffix(".md")
+    md_path.write_text(header + "\n" + "\n\n".join(tables) + "\n")
+    print(f"[bench] wrote {results_path} and {md_path}", file=sys.stderr)
     return 1 if failed else 0
 
 

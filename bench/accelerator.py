@@ -18,6 +18,9 @@ FLOP counts (written down; the same as the trainer's `mfu` metric):
           layer forward, x3 for forward + backward), counting the full T x T square (PaLM's
           convention; a causal kernel skips half, so `mfu_causal` halves this term)
   MFU = FLOPs per token * tokens per second / peak (989 TFLOP/s dense bf16, H100/H200 SXM)
+  The synthetic batch has no target_idx, so the step computes logits (the output head) at
+  every position, as 6N assumes; `petool train sft` on PEToolBench data computes them only
+  at the answer positions, which skips most of the head's 2*d*V FLOPs per token.
   LoRA: the backward pass computes no weight gradients for the frozen weights, so the work
   actually needed is 4 * N + 6 * N_lora + attention; `mfu_useful` uses that (6N-based MFU
   overstates a LoRA step's achieved FLOP/s by about 1.5x).

@@ -9,7 +9,8 @@ set): `XLA_FLAGS=--xla_force_host_platform_device_count=N` makes N CPU devices, 
 fsdp=N (the project's default layout: parameters, gradients and Adam moments split N ways,
 the batch rows too). The model is bench.train's small LLaMA-3-shaped one, fp32, full
 fine-tuning, the step as `petool train sft` jits it (remat=full, the training default, XLA
-attention). Figures per point: median step seconds over --steps timed steps after one
+attention), with the loss (and so the logits) at every position: a language-model step
+whose cost does not depend on how long the answers are. Figures per point: median step seconds over --steps timed steps after one
 warm-up step, tokens/s, compile seconds, XLA's memory account of the compiled step (per
 device: arguments + temporaries + non-aliased outputs) and the process's peak RSS.
 
@@ -48,15 +49,24 @@ def point(spec: dict) -> dict:
             "compile_seconds": sft.compile_seconds, "xla_memory": sft.memory}
 
 
-def measure(spec: dict) -> dict:
+def measure(spec: dict) -> dict | None:
+    import tempfile
+
     from bench.common import run_measured
 
     env = {"JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
                          f" --xla_force_host_platform_device_count={spec['devices']}").strip()}
-    r = run_measured([sys.executable, "-m", "bench.scaling", "--point", json.dumps(spec)], env=env)
-    line = [ln for ln in r["output"].splitlines() if ln.startswith("POINT ")][-1]
-    result = json.loads(line[len("POINT "):])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "point.json")
+        try:
+            r = run_measured([sys.executable, "-m", "bench.scaling", "--point", json.dumps(spec),
+                              "--point-out", path], env=env)
+        except RuntimeError as err:  # e.g. out of memory at the longest sequence
+            print(f"[bench.scaling] {spec} failed: {str(err)[-300:]}", file=sys.stderr, flush=True)
+            return None
+        with open(path) as f:
+            result = json.load(f)
     result["peak_rss_bytes"] = r["peak_rss_bytes"]
     print(f"[bench.scaling] {spec}: {result['median_seconds_per_step']:.2f} s/step, "
           f"XLA {result['xla_memory'].get('total_bytes', 0) / 2**20:.0f} MiB, RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB",
@@ -104,7 +114,7 @@ def table(sweeps: dict) -> str:
         p0 = points[0]
         fixed = {"seq": f"batch {p0['batch']}", "batch": f"seq {p0['seq']}",
                  "devices": f"global batch {p0['batch']} x seq {p0['seq']}"}[sweep]
-        lines += [f"#### vs {label} ({fixed}, remat={p0['remat']}, fp32 full fine-tuning)", "",
+        lines += [f"#### vs {label} ({fixed}, remat={p0['remat']}, fp32 full fine-tuning, logits at every position)", "",
                   f"| {label} | s/step | tokens/s | time vs first | XLA memory/device MiB | peak RSS MiB | compile s |",
                   "|---|---|---|---|---|---|---|"]
         for p in points:
@@ -126,9 +136,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--remat", default="full")
     parser.add_argument("--point", help=argparse.SUPPRESS)
+    parser.add_argument("--point-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.point:
-        print("POINT " + json.dumps(point(json.loads(args.point))), flush=True)
+        with open(args.point_out, "w") as f:
+            json.dump(point(json.loads(args.point)), f)
         return {}
 
     import pathlib
@@ -147,16 +159,20 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sweeps = {}
     for name in args.sweeps.split(","):
-        sweeps[name] = [measure(spec) for spec in plans[name]]
+        sweeps[name] = [p for p in (measure(spec) for spec in plans[name]) if p is not None]
+        if not sweeps[name]:
+            del sweeps[name]
     titles = {"seq": ("seq", "sequence length (tokens)"), "batch": ("batch", "batch size (rows)"),
               "devices": ("devices", "simulated CPU devices (fsdp)")}
     config = small_config()
     desc = f"SFT step, small LLaMA-3 ({config.num_params() / 1e6:.1f}M params), CPU: {machine()['cpus']} cores"
+    failed = {name: [s for s in plans[name] if not any(all(p[k] == v for k, v in s.items()) for p in sweeps.get(name, []))]
+              for name in args.sweeps.split(",")}
     for name, points in sweeps.items():
         key, label = titles[name]
         plot(points, key, label, desc, out / f"scaling_{name}.png")
     results = {"benchmark": "scaling", "model": {**SMALL, "params": config.num_params(), "dtype": "float32"},
-               "sweeps": sweeps, "machine": machine(),
+               "sweeps": sweeps, "failed_points": {k: v for k, v in failed.items() if v}, "machine": machine(),
                "plots": [f"scaling_{name}.png" for name in sweeps]}
     write_results(out, "scaling", results, f"### {desc}\n\n" + table(sweeps))
     return results

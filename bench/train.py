@@ -11,7 +11,8 @@ PEToolBench's short responses), fp32, AdamW (b1 0.9, b2 0.999, eps 1e-8, no deca
 constant) with global-norm clipping at 1.0, the loss normalised by the step's target tokens.
 
 - petool: petool_jax.train.step.make_train_step + make_sft_loss, jitted once with shardings
-  and the state donated (what `petool train sft` runs), remat off, XLA attention.
+  and the state donated (what `petool train sft` runs), remat off, XLA attention; logits
+  only at the loss positions, as SequenceBatcher's target_idx asks (--full-logits: all).
 - PyTorch: eager LlamaForCausalLM (sdpa attention), F.cross_entropy on fp32 logits,
   loss.backward(), clip_grad_norm_, torch.optim.AdamW (foreach).
 Cases: full fine-tuning, and LoRA rank 8 / alpha 16 on all decoder linears (petool's LoRA vs
@@ -53,15 +54,25 @@ def small_config(**overrides):
     return LlamaConfig(**fields)
 
 
-def synthetic_batch(vocab: int, accumulation: int, micro: int, seq: int, seed: int = 0) -> dict:
-    """[accumulation, micro, T] arrays as SequenceBatcher yields them (no padding)."""
+def synthetic_batch(vocab: int, accumulation: int, micro: int, seq: int, seed: int = 0,
+                    gather: bool = False) -> dict:
+    """[accumulation, micro, T] arrays as SequenceBatcher yields them (no padding). With
+    `gather`, also the loss positions ([.., K] target_idx/target_ids/target_mask) that
+    SequenceBatcher adds, so the step computes logits only there (what `petool train sft`
+    does); without, the loss step computes logits at every position."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, vocab, (accumulation, micro, seq + 1), dtype=np.int32)
     mask = np.zeros((accumulation, micro, seq), np.float32)
     mask[..., -min(RESPONSE_TOKENS, seq):] = 1.0
     positions = np.broadcast_to(np.arange(seq, dtype=np.int32), mask.shape).copy()
-    return {"tokens": ids[..., :-1].copy(), "targets": ids[..., 1:].copy(), "loss_mask": mask,
-            "positions": positions, "segment_ids": np.ones(mask.shape, np.int32)}
+    batch = {"tokens": ids[..., :-1].copy(), "targets": ids[..., 1:].copy(), "loss_mask": mask,
+             "positions": positions, "segment_ids": np.ones(mask.shape, np.int32)}
+    if gather:
+        from petool_jax.train.sft_data import gather_targets
+
+        flat = gather_targets(mask.reshape(-1, seq), batch["targets"].reshape(-1, seq))
+        batch.update({k: v.reshape(accumulation, micro, -1) for k, v in flat.items()})
+    return batch
 
 
 @dataclasses.dataclass
@@ -102,7 +113,8 @@ class PetoolSFT:
 
 def build_petool_sft(config, *, micro: int, seq: int, accumulation: int = 1, lora_rank: int = 0,
                      dtype: str = "float32", param_dtype: str = "float32", remat: str = "none",
-                     attention: str = "xla", mesh=None, seed: int = 0, total_steps: int = 1000) -> PetoolSFT:
+                     attention: str = "xla", mesh=None, seed: int = 0, total_steps: int = 1000,
+                     gather: bool = False) -> PetoolSFT:
     import jax
     import jax.numpy as jnp
 
@@ -128,7 +140,7 @@ def build_petool_sft(config, *, micro: int, seq: int, accumulation: int = 1, lor
     tx, schedule = make_optimizer(OPTIM, total_steps)
     state = init_state(trainable, tx, mesh)
     step_fn = make_train_step(make_sft_loss(Llama(config, options)), sft_normaliser, tx, schedule)
-    batch = place_batch(synthetic_batch(config.vocab_size, accumulation, micro, seq, seed), mesh)
+    batch = place_batch(synthetic_batch(config.vocab_size, accumulation, micro, seq, seed, gather), mesh)
     with mesh_rules(mesh):
         jitted = jit_train_step(step_fn, state, frozen, {k: v.sharding for k, v in batch.items()},
                                 replicated(mesh))
@@ -244,7 +256,7 @@ class TorchSFT:
 
 def compare_case(config, lora_rank: int, args) -> dict:
     petool = build_petool_sft(config, micro=args.batch, seq=args.seq, accumulation=args.accumulation,
-                              lora_rank=lora_rank)
+                              lora_rank=lora_rank, gather=not args.full_logits)
     torch_side = TorchSFT(config, petool.host_params(), {k: np.asarray(v) for k, v in petool.batch.items()},
                           lora_rank)
     sides = {"petool": petool, "pytorch": torch_side}
@@ -285,7 +297,8 @@ def table(results: dict) -> str:
                      f"| {c['ratio']:.2f}x | {c['petool']['median_seconds_per_step']:.3f} "
                      f"| {c['pytorch']['median_seconds_per_step']:.3f} | {c['petool_compile_seconds']:.1f} "
                      f"| {c['first_loss_abs_diff']:.1e} / {c['last_first_steps_loss_abs_diff']:.1e} |")
-    lines += ["", f"Medians of {r['repeats']} alternating repetitions of {r['steps']} steps each; "
+    lines += ["", f"petool computes logits at {r['petool_logits']}; PyTorch at every position (HF's loop). "
+              f"Medians of {r['repeats']} alternating repetitions of {r['steps']} steps each; "
               f"torch threads {r['torch_threads']}; jax {r['versions']['jax']}, torch {r['versions']['torch']}, "
               f"transformers {r['versions']['transformers']}."]
     return "\n".join(lines)
@@ -302,6 +315,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--accumulation", type=int, default=1)
     parser.add_argument("--cases", default="full,lora")
+    parser.add_argument("--full-logits", action="store_true",
+                        help="petool computes logits at every position (default: only at the loss positions, "
+                             "as `petool train sft` does)")
     args = parser.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -324,6 +340,7 @@ def main(argv=None) -> dict:
         "model_desc": (f"random LLaMA-3-shaped model ({config.num_params() / 1e6:.1f}M params: hidden "
                        f"{SMALL['hidden_size']}, {SMALL['num_hidden_layers']} layers, GQA 4:1, vocab {SMALL['vocab_size']})"),
         "batch": args.batch, "seq": args.seq, "accumulation": args.accumulation, "steps": args.steps,
+        "petool_logits": "every position" if args.full_logits else f"loss positions only ({RESPONSE_TOKENS} per row)",
         "repeats": args.repeats, "cases": cases, "machine": machine(), "torch_threads": torch.get_num_threads(),
         "versions": {"jax": jax.__version__, "torch": torch.__version__, "transformers": transformers.__version__},
     }
