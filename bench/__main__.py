@@ -40,12 +40,18 @@ OUTPUTS = {"bench.train": "train_cpu", "bench.dpo": "dpo_cpu", "bench.convert": 
            "bench.scaling": "scaling", "bench.accelerator": "accelerator"}
 
 
+GPU_PROMPTS = pathlib.Path("bench/results/generate.gpu-prompts.json.gz")  # bench.generate --write-prompts
+
+
 def plan(which: str, device: str) -> dict[str, list[str]]:
-    table = CPU if device == "cpu" else ACCEL
+    table = CPU if device == "cpu" else dict(ACCEL)
+    if device == "gpu" and GPU_PROMPTS.is_file():  # ../shared does not travel to a GPU machine
+        table["generate"] = table["generate"] + ["--prompts", str(GPU_PROMPTS)]
     if device == "tpu":
         table = {k: v for k, v in table.items() if k != "generate"}  # bench.generate: cpu and gpu only
     if which == "all":
-        return dict(table) if device == "cpu" else {k: v for k, v in ACCEL_ALL.items() if k in table or k == "accelerator"}
+        return dict(table) if device == "cpu" else {k: table.get(k, v) for k, v in ACCEL_ALL.items()
+                                                    if k in table or k == "accelerator"}
     if which == "generate" and device != "cpu":
         return {"generate": table.get("generate", []), "decode": table["decode"]}
     if which not in table:
@@ -55,7 +61,7 @@ def plan(which: str, device: str) -> dict[str, list[str]]:
 
 def result_name(cmd: list[str]) -> str:
     if cmd[0] == "bench.generate":
-        return f"generate_{cmd[cmd.index('--device') + 1]}"
+        return f"generate.{cmd[cmd.index('--device') + 1]}"
     if "--name" in cmd:
         return cmd[cmd.index("--name") + 1]
     return OUTPUTS[cmd[0]]
