@@ -172,3 +172,23 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(world, tmp_path, capsys):
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert last is not None and last == logged[-1]["step"]
     assert all(np.isfinite(r["loss"]) for r in logged)
+
+
+def test_mfu_is_logged_on_known_chips_and_counts_the_head_where_it_runs(world, tmp_path, monkeypatch):
+    import petool_jax.train.trainer as trainer
+    from petool_jax.config import load_model_config
+
+    cfg = load_model_config("llama3-8b-instruct")
+    head = cfg.vocab_size * cfg.hidden_size
+    # 2,600-token prompts with 64 gathered answer positions: the head's FLOPs are 1/40 of naive
+    full = trainer.step_flops(cfg, tokens=2600, seq=4096, head_positions=2600)
+    gathered = trainer.step_flops(cfg, tokens=2600, seq=4096, head_positions=64)
+    assert full == (6 * cfg.num_params() + 12 * 32 * 4096 * 4096) * 2600
+    assert full - gathered == 6 * head * (2600 - 64)
+
+    monkeypatch.setattr(trainer, "peak_flops", lambda kind: 1e12)  # pretend the CPU is a known chip
+    out = tmp_path / "mfu"
+    assert petool(base_args(world, out, "batch_size=4", "micro_batch_size=4", "max_steps=2", "lora.rank=0",
+                            "mesh.fsdp=1", "checkpoint_every=100")) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < r["mfu"] < 1 for r in records)

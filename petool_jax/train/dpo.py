@@ -177,7 +177,9 @@ def build_dpo_task(config: dict, policy, run_dir: pathlib.Path, log=print) -> tu
                 loss_fn=make_dpo_loss(policy_model, base_model, s, mode), normaliser=dpo_normaliser,
                 frozen_extra=frozen_extra,
                 summarise=lambda m: {k: float(m[k]) for k in m if "/" in k},
-                tokens_in=lambda b: int((b["pair_ids"] > 0).sum()), data_summary=summary)
+                tokens_in=lambda b: int((b["pair_ids"] > 0).sum()),
+                head_positions_in=lambda b: int(b["chosen_idx"].size + b["rejected_idx"].size),
+                data_summary=summary)
     return task, {"batcher": batcher, "reference": reference}
 
 

@@ -67,7 +67,8 @@ def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=pr
 
     return Task(name="sft", steps_per_epoch=batcher.steps_per_epoch(), batch_at=batch_at,
                 loss_fn=make_sft_loss(model), normaliser=sft_normaliser,
-                summarise=lambda m: {"target_tokens": int(m["target_tokens"])}, data_summary=summary)
+                summarise=lambda m: {"target_tokens": int(m["target_tokens"])},
+                head_positions_in=lambda b: int(b["target_idx"].size), data_summary=summary)
 
 
 def run_sft(config: dict) -> dict:

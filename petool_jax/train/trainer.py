@@ -41,7 +41,18 @@ class Task:
     summarise: Callable[[dict], dict] = lambda m: {}  # device metrics -> extra logged values
     tokens_in: Callable[[dict], int] = lambda b: int((b["segment_ids"] > 0).sum())
     seq_len_of: Callable[[dict], int] = lambda b: int(b["tokens"].shape[-1])
+    # positions where the output head runs (the losses gather logits at their targets only)
+    head_positions_in: Callable[[dict], int] | None = None
     data_summary: dict = dataclasses.field(default_factory=dict)
+
+
+def step_flops(config, tokens: int, seq: int, head_positions: int) -> int:
+    """Model FLOPs of one training step: 6 per weight per token (forward + backward) for the
+    matmuls, + 12 L T d_q per token for attention (the PaLM formula), with the output head
+    counted only at the positions where it runs."""
+    head = config.vocab_size * config.hidden_size
+    body = 6 * (config.num_params() - head) + 12 * config.num_hidden_layers * seq * config.q_dim
+    return body * tokens + 6 * head * head_positions
 
 
 def total_steps_of(config: dict, steps_per_epoch: int) -> int:
@@ -84,7 +95,6 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
     log = RunLog(run_dir, total, start, enabled=primary)
     config_model = policy.bundle.config
     peak = peak_flops(jax.devices()[0].device_kind)
-    n_params = config_model.num_params()
     losses: list[float] = []
     pending: tuple[int, Any, dict, float] | None = None
     last_time = time.perf_counter()
@@ -104,10 +114,9 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
                   "grad_norm": float(metrics["grad_norm"]), "tokens_per_sec": tokens / elapsed,
                   **task.summarise(metrics)}
         if peak:
-            # 6N per token for the matmuls (forward + backward) + 12 L T d_q for attention.
-            seq = task.seq_len_of(host_batch)
-            flops_per_token = 6 * n_params + 12 * config_model.num_hidden_layers * seq * config_model.q_dim
-            record["mfu"] = flops_per_token * tokens / elapsed / (peak * jax.device_count())
+            head_positions = task.head_positions_in(host_batch) if task.head_positions_in else tokens
+            flops = step_flops(config_model, tokens, task.seq_len_of(host_batch), head_positions)
+            record["mfu"] = flops / elapsed / (peak * jax.device_count())
         losses.append(loss)
         if (step % int(config["log_every"]) == 0) or step == total:
             log.log(record)
