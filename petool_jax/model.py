@@ -29,7 +29,9 @@ class Attention(nn.Module):
     options: RuntimeOptions
 
     @nn.compact
-    def __call__(self, x_BxTxD, cos, sin, mask_BxTxS, layer_cache, cache_index):
+    def __call__(self, x_BxTxD, cos, sin, mask_BxTxS, cache, layer, cache_index):
+        """cache: the whole stacked KV cache ({"k", "v"}: [layers, B, S, kv_heads, head_dim])
+        or None; `layer` indexes this layer's slice of it."""
         cfg, opts = self.config, self.options
         batch, length, _ = x_BxTxD.shape
         std = cfg.initializer_range
@@ -39,17 +41,20 @@ class Attention(nn.Module):
         q_BxTxNxH = apply_rope(q.reshape(batch, length, cfg.num_attention_heads, cfg.head_dim), cos, sin)
         k_BxTxKxH = apply_rope(k.reshape(batch, length, cfg.num_key_value_heads, cfg.head_dim), cos, sin)
         v_BxTxKxH = v.reshape(batch, length, cfg.num_key_value_heads, cfg.head_dim)
-        new_cache = None
-        if layer_cache is not None:
-            # Write this step's keys/values at slot cache_index and attend over the whole cache.
-            start = (0, cache_index, 0, 0)
-            k_BxTxKxH = jax.lax.dynamic_update_slice(layer_cache["k"], k_BxTxKxH.astype(layer_cache["k"].dtype), start)
-            v_BxTxKxH = jax.lax.dynamic_update_slice(layer_cache["v"], v_BxTxKxH.astype(layer_cache["v"].dtype), start)
-            new_cache = {"k": k_BxTxKxH, "v": v_BxTxKxH}
-        impl = opts.attention if layer_cache is None else "xla"
+        if cache is not None:
+            # Write only this step's keys/values into the stacked cache (in place: the cache
+            # is a loop carry, never copied per layer), then read this layer's slice.
+            start = (layer, 0, cache_index, 0, 0)
+            cache = {
+                "k": jax.lax.dynamic_update_slice(cache["k"], k_BxTxKxH.astype(cache["k"].dtype)[None], start),
+                "v": jax.lax.dynamic_update_slice(cache["v"], v_BxTxKxH.astype(cache["v"].dtype)[None], start),
+            }
+            k_BxTxKxH = jax.lax.dynamic_index_in_dim(cache["k"], layer, 0, keepdims=False)
+            v_BxTxKxH = jax.lax.dynamic_index_in_dim(cache["v"], layer, 0, keepdims=False)
+        impl = opts.attention if cache is None else "xla"
         out = attend(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxTxS, impl=impl)
         out = out.reshape(batch, length, cfg.q_dim)
-        return Linear(cfg.hidden_size, ("q_heads", "embed"), std, opts, name="o_proj")(out), new_cache
+        return Linear(cfg.hidden_size, ("q_heads", "embed"), std, opts, name="o_proj")(out), cache
 
 
 class MLP(nn.Module):
@@ -71,14 +76,16 @@ class DecoderLayer(nn.Module):
     options: RuntimeOptions
 
     @nn.compact
-    def __call__(self, x, layer_cache, cos, sin, mask, cache_index):
+    def __call__(self, carry, cos, sin, mask, cache_index):
+        """carry: x, or (x, stacked KV cache, layer index) when decoding with a cache."""
         cfg, opts = self.config, self.options
+        x, cache, layer = carry if isinstance(carry, tuple) else (carry, None, None)
         x = nn.with_logical_constraint(x, ("batch", "act_length", "act_embed"))
-        h, new_cache = Attention(cfg, opts, name="attn")(
-            RMSNorm(cfg.rms_norm_eps, opts, name="input_norm")(x), cos, sin, mask, layer_cache, cache_index)
+        h, cache = Attention(cfg, opts, name="attn")(
+            RMSNorm(cfg.rms_norm_eps, opts, name="input_norm")(x), cos, sin, mask, cache, layer, cache_index)
         x = x + h
         x = x + MLP(cfg, opts, name="mlp")(RMSNorm(cfg.rms_norm_eps, opts, name="post_attn_norm")(x))
-        return x, new_cache
+        return ((x, cache, layer + 1) if cache is not None else x), None
 
 
 class Llama(nn.Module):
@@ -111,12 +118,16 @@ class Llama(nn.Module):
             layer_cls,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
             length=cfg.num_hidden_layers,
             unroll=opts.scan_unroll,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, opts, name="layers")
-        x, new_cache = layers(x, cache, cos, sin, mask_BxTxS, cache_index)
+        new_cache = None
+        if cache is None:
+            x, _ = layers(x, cos, sin, mask_BxTxS, cache_index)
+        else:  # the cache rides in the scan carry, so each layer updates it in place
+            (x, new_cache, _), _ = layers((x, cache, jnp.int32(0)), cos, sin, mask_BxTxS, cache_index)
 
         if gather_BxN is not None:
             x = jnp.take_along_axis(x, gather_BxN[:, :, None], axis=1)
