@@ -213,21 +213,22 @@ def _decode_case(config, params, mesh, prefill, decode_fn, batch, bucket, prompt
 
     from petool_jax.sharding import mesh_rules
 
+    from petool_jax.generation import pack_batch
+
     rng = np.random.default_rng(batch)
-    tokens = np.zeros((batch, bucket), np.int32)
-    tokens[:, bucket - prompt_tokens:] = rng.integers(0, config.vocab_size, (batch, prompt_tokens))
-    start = jnp.full((batch,), bucket - prompt_tokens, jnp.int32)
-    active = jnp.ones((batch,), bool)
+    prompts = rng.integers(0, config.vocab_size, (batch, prompt_tokens)).tolist()
+    tokens, last, start, active = (jnp.asarray(a) for a in pack_batch(prompts, batch, 0))
+    bucket = int(tokens.shape[1])  # the prefill holds all but each prompt's last token
     stop = jnp.asarray([-2], jnp.int32)
     timings = {"prefill": [], "decode": []}
     compile_s = None
     for rep in range(4):
         with mesh_rules(mesh):
             t = time.perf_counter()
-            logits, cache = prefill(params, jnp.asarray(tokens), start)
-            jax.block_until_ready((logits, cache))
+            cache = prefill(params, tokens, start)
+            jax.block_until_ready(cache)
             t1 = time.perf_counter()
-            ids, cache = decode_fn(params, cache, logits, start, jnp.int32(bucket), active, stop,
+            ids, cache = decode_fn(params, cache, last, start, jnp.int32(bucket), active, stop,
                                    jax.random.key(rep), jnp.float32(1e-6), jnp.float32(1.0))
             jax.block_until_ready(ids)
             t2 = time.perf_counter()
