@@ -4,6 +4,10 @@ ToolBench (`data/toolenv/tools/<Category>/<tool>.json`): one tool per file with
 `tool_name`/`title`, `tool_description`, `pricing`, `score` and `api_list` entries
 {name, description, required_parameters, optional_parameters}; the category is the file's
 `category_name`/`category` or else its folder. A JSON list of such tools works as well.
+Two optional per-API keys that ToolBench itself lacks make such a file usable offline (the
+built-in demo catalog, petool_jax/demo/catalog.json, uses them): `func`, the API's
+functionality group id, and `examples`, a list of {instruction, parameters} example calls
+(checked against the API's schema like every example).
 
 PEToolBench entry files (the released test file, our own train/test outputs) are harvested:
 `apis_candidate` gives API documents, `api_ground_truth` and `apis_same_func` give documents
@@ -122,12 +126,21 @@ def _load_toolbench(pool: Pool, data: Any, file: Path, label: str) -> None:
         for a_index, api in enumerate(doc["api_list"]):
             if not isinstance(api, dict) or not isinstance(api.get("name"), str) or not api["name"]:
                 raise UserError(f"{where}: api_list[{a_index}]: expected an object with a string 'name'")
-            pool.add_api(
+            func = api.get("func")
+            if func is not None and (isinstance(func, bool) or not isinstance(func, (str, int))):
+                raise UserError(f"{where}: api_list[{a_index}]: 'func' must be a string or an integer group id")
+            examples = api.get("examples", [])
+            if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
+                raise UserError(f"{where}: api_list[{a_index}]: 'examples' must be a list of "
+                                "{instruction, parameters} objects")
+            added = pool.add_api(
                 category, name, api["name"], source,
                 description=api.get("description") or "",
                 required=api.get("required_parameters"), optional=api.get("optional_parameters"),
-                documented=True, api_id=api.get("api_id"),
+                documented=True, api_id=api.get("api_id"), func=None if func is None else str(func),
             )
+            for example in examples:
+                pool.add_example(added.key, example.get("instruction"), example.get("parameters"))
 
 
 # -- PEToolBench entries ----------------------------------------------------------------

@@ -1,0 +1,401 @@
+"""`petool demo`: synth -> tokenizer -> tiny LLaMA -> SFT -> DPO -> export -> eval -> report.
+
+Every stage that has a `petool` command runs THAT command, in this process (one JAX start-up,
+shared compile caches), and prints it: the demo is also a transcript of how to run the real
+thing (OUT/commands.sh collects them). Only two steps have no command of their own: training
+the demo's BPE tokenizer (petool_jax.tokenizer.train_bpe_tokenizer) and the random-choice
+baseline (baselines.RandomRunner, run through eval's own run loop and scorer).
+
+Output layout (OUT, default runs/demo):
+    synth.yaml, data/           petool synth config and its outputs (from the built-in catalog)
+    tokenizer/, model.yaml      the demo's byte-level BPE and the tiny LLaMA's shape
+    models/untrained/           petool init: random weights (the "untrained" row)
+    runs/warmup_calls/          petool train sft on (instruction -> call) pairs (warmup.py)
+    runs/warmup_history/        petool train sft on histories without candidates (warmup.py)
+    runs/sft/, runs/dpo/        petool train sft / dpo run directories
+    hf/                         petool export of the final model, reloaded with transformers
+    eval/<model>/, eval/compare petool eval run per model, petool eval score --compare
+    report.md, report.json, accuracy.png, training.png, commands.sh
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib.util
+import json
+import pathlib
+import resource
+import shlex
+import shutil
+import time
+
+from petool_jax.demo.plan import DemoPlan
+from petool_jax.errors import UserError
+
+SETTINGS = ("p", "r", "c")
+MODELS = ("random", "rule", "untrained", "sft", "sft+dpo")
+MARKER = "demo_run.json"
+
+
+def _slug(model: str) -> str:
+    return model.replace("+", "_")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MB (Linux: KB units)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0
+
+
+def prepare_out_dir(out: pathlib.Path, overwrite: bool) -> None:
+    """OUT must be new or empty; a previous demo's OUT is replaced only with --overwrite."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise UserError(f"--out {out}: not empty and not a petool demo directory; choose another --out")
+        if not overwrite:
+            raise UserError(f"--out {out}: holds an earlier demo run; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _find(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
+    for name in (f"{stem}.json", f"{stem}.json.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+@dataclasses.dataclass
+class DataFiles:
+    source: str  # what the data came from, for the report
+    train_entries: pathlib.Path  # PEToolBench training entries (the warm-up pairs come from them)
+    sft: list  # files for petool train sft
+    dpo: list  # files for petool train dpo
+    test: pathlib.Path
+    texts_from: list  # files the tokenizer is trained on
+
+
+def training_lines(paths: list) -> list[str]:
+    """Text lines of training files (LLaMA-Factory rows or PEToolBench entries) for the BPE.
+
+    Lines, not whole texts: the BPE's GPT-2-style pre-tokenizer would otherwise learn a
+    "\\n\\n" token, and the chat template's "...<|end_header_id|>\\n\\n" would then encode
+    differently as a generation prompt than inside a whole conversation, which SFT's
+    assistant mask rightly refuses. Without newline merges both encode alike.
+    """
+    from petool_jax import petoolbench as pb
+
+    lines: list[str] = []
+    for path in paths:
+        path = pathlib.Path(path)
+        try:
+            with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
+                records = json.load(f)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: cannot read training data: {err}") from None
+        for record in records if isinstance(records, list) else []:
+            if not isinstance(record, dict):
+                continue
+            texts = [record.get(k) for k in ("instruction", "input", "output", "chosen", "rejected", "query")]
+            texts += [record.get(k) for k in pb.INSTRUCTION_KEYS.values()]
+            if isinstance(record.get("api_call_ground_truth"), dict):
+                texts.append(json.dumps(record["api_call_ground_truth"], ensure_ascii=False))
+            lines += [line for text in texts if isinstance(text, str) for line in text.split("\n") if line]
+    if not lines:
+        raise UserError(f"no training text in {[str(p) for p in paths]}")
+    return lines
+
+
+class Demo:
+    def __init__(self, out: pathlib.Path, plan: DemoPlan, seed: int = 0, data: str | None = None,
+                 eval_limit: int | None = None, log=print):
+        self.out = pathlib.Path(out)
+        self.plan = plan
+        self.seed = seed
+        self.data_arg = data
+        self.eval_limit = eval_limit if eval_limit is not None else plan.eval_limit
+        self.log = log
+        self.commands: list[str] = []
+        self.seconds: dict[str, float] = {}
+        self.facts: dict = {"plan": dataclasses.asdict(plan), "seed": seed}
+        self.files: DataFiles | None = None
+
+    # -- running petool commands -------------------------------------------------------
+    def petool(self, *argv) -> None:
+        from petool_jax.cli import main
+
+        argv = [str(a) for a in argv]
+        command = "petool " + shlex.join(argv)
+        self.commands.append(command)
+        self.log(f"$ {command}")
+        status = main(argv)
+        if status:
+            raise UserError(f"`{command}` failed (exit status {status}); see its error above")
+
+    def note(self, text: str) -> None:
+        """A step without a petool command, recorded as a comment in commands.sh."""
+        self.commands.append(f"# {text}")
+        self.log(f"# {text}")
+
+    # -- stages ----------------------------------------------------------------------------
+    def stage_data(self) -> None:
+        import yaml
+
+        from petool_jax.demo.catalog import catalog_path, catalog_summary
+
+        data = pathlib.Path(self.data_arg) if self.data_arg else None
+        if data is not None and data.is_dir():
+            self.files = self._real_data(data)
+            return
+        if data is not None and not data.is_file():
+            raise UserError(f"--data {data}: no such file or directory")
+        pool = data.resolve() if data else catalog_path()
+        config = {"tool_pool": [str(pool)], "output_dir": str(self.out / "data"), "seed": self.seed,
+                  "settings": ",".join(SETTINGS), "llm": {"model": "none"},
+                  "embedding": {"model": "local-hash", "dim": 256}, **self.plan.synth_overrides()}
+        (self.out / "synth.yaml").write_text(
+            "# petool synth config written by petool demo (offline: llm.model=none)\n"
+            + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        self.petool("synth", "--config", self.out / "synth.yaml")
+        folder = self.out / "data"
+        self.files = DataFiles(
+            source=("built-in catalog" if data is None else f"synthesized from the tools of {data}"),
+            train_entries=folder / "user_entries_train.json",
+            sft=[folder / f"user_entries_sft_{s}.json" for s in SETTINGS],
+            dpo=[folder / f"user_entries_dpo_{s}.json" for s in SETTINGS],
+            test=folder / "user_entries_test.json",
+            texts_from=[folder / f"user_entries_sft_{s}.json" for s in SETTINGS])
+        if data is None:
+            self.facts["catalog"] = catalog_summary()
+
+    def _real_data(self, folder: pathlib.Path) -> DataFiles:
+        train = _find(folder, "user_entries_train")
+        test = _find(folder, "user_entries_test")
+        if train is None or test is None:
+            raise UserError(
+                f"--data {folder}: expected user_entries_train.json and user_entries_test.json (or .json.gz) "
+                "in PEToolBench's format (a single PEToolBench file is used as a tool pool instead)")
+        from petool_jax import petoolbench as pb
+
+        pb.load_entries(test)  # bad files fail here, with the entry and key
+        self.note(f"data: PEToolBench files {train} (train) and {test} (test)")
+        return DataFiles(source=f"PEToolBench files in {folder}", train_entries=train, sft=[train], dpo=[train], test=test,
+                         texts_from=[train])
+
+    def stage_tokenizer(self) -> None:
+        from petool_jax.tokenizer import train_bpe_tokenizer
+
+        lines = training_lines(self.files.texts_from)
+        self.note(f"tokenizer: train_bpe_tokenizer on {len(lines)} lines of the training files, "
+                  f"vocab <= {self.plan.tokenizer_vocab} -> {self.out / 'tokenizer'}")
+        info = train_bpe_tokenizer(lines, self.plan.tokenizer_vocab, self.out / "tokenizer")
+        self.facts["tokenizer"] = info
+
+    def stage_model(self) -> None:
+        import yaml
+
+        info = self.facts["tokenizer"]
+        p = self.plan
+        vocab = -(-info["vocab_size"] // 64) * 64  # rows past the tokenizer's ids stay unused
+        shape = {
+            "model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": vocab,
+            "hidden_size": p.hidden_size, "intermediate_size": p.intermediate_size,
+            "num_hidden_layers": p.num_hidden_layers, "num_attention_heads": p.num_attention_heads,
+            "num_key_value_heads": p.num_key_value_heads, "head_dim": p.head_dim, "rms_norm_eps": 1.0e-5,
+            "rope_theta": 10000.0, "rope_scaling": None, "max_position_embeddings": 4096,
+            "tie_word_embeddings": False, "initializer_range": 0.02,
+            "bos_token_id": info["bos_token_id"], "eos_token_id": list(info["eos_token_ids"]),
+        }
+        (self.out / "model.yaml").write_text(
+            "# The demo's tiny LLaMA (HF field names), written by petool demo\n"
+            + yaml.safe_dump(shape, sort_keys=False), encoding="utf-8")
+        self.petool("init", "--preset", self.out / "model.yaml", "--out", self.out / "models" / "untrained",
+                    "--tokenizer", self.out / "tokenizer", "--seed", self.seed)
+        from petool_jax.config import load_model_config
+
+        self.facts["model"] = {**shape, "parameters": load_model_config(str(self.out / "model.yaml")).num_params()}
+
+    def _train_args(self, steps: int, batch: int, lr: float, warmup: float, files: list, out: pathlib.Path,
+                    max_seq_len: int | None = None) -> list:
+        return [f"data.train={json.dumps([str(f) for f in files])}", f"data.settings={','.join(SETTINGS)}",
+                f"data.max_samples={steps * batch}", f"output_dir={out}", f"max_steps={steps}",
+                f"batch_size={batch}", f"micro_batch_size={batch}", f"max_seq_len={max_seq_len or self.plan.max_seq_len}",
+                f"learning_rate={lr}", f"warmup_ratio={warmup}", "schedule=cosine", "lora.rank=0",
+                "dtype=float32", "param_dtype=float32", "remat=none", "mesh.data=1", "mesh.fsdp=1",
+                "mesh.tensor=1", f"checkpoint_every={steps}", "keep_checkpoints=1", f"seed={self.seed}",
+                "log_every=1"]
+
+    def _warmup(self, name: str, rows: list[dict], start: pathlib.Path, steps: int, batch: int, lr: float,
+                seq_len: int) -> None:
+        from eval.atomic import write_json_atomic
+
+        path = self.out / "data" / f"demo_warmup_{name}.json"
+        write_json_atomic(path, rows)
+        self.facts[f"warmup_{name}_rows"] = len(rows)
+        self.note(f"warm-up data ({name}): {len(rows)} rows from {self.files.train_entries} -> {path}")
+        self.petool("train", "sft", f"model={start}",
+                    *self._train_args(steps, batch, lr, 0.03, [path], self.out / "runs" / f"warmup_{name}",
+                                      max_seq_len=seq_len))
+
+    def stage_warmup_calls(self) -> None:
+        from petool_jax import petoolbench as pb
+        from petool_jax.demo.warmup import call_rows
+
+        p = self.plan
+        rows = call_rows(pb.load_entries(self.files.train_entries))
+        self._warmup("calls", rows, self.out / "models" / "untrained", p.calls_steps, p.calls_batch, p.calls_lr,
+                     p.calls_seq_len)
+
+    def stage_warmup_history(self) -> None:
+        from petool_jax import petoolbench as pb
+        from petool_jax.demo.warmup import history_rows
+
+        p = self.plan
+        rows = history_rows(pb.load_entries(self.files.train_entries))
+        self._warmup("history", rows, self.out / "runs" / "warmup_calls" / "model", p.history_steps,
+                     p.history_batch, p.history_lr, p.history_seq_len)
+
+    def stage_sft(self) -> None:
+        p = self.plan
+        self.petool("train", "sft", f"model={self.out / 'runs' / 'warmup_history' / 'model'}",
+                    *self._train_args(p.sft_steps, p.sft_batch, p.sft_lr, p.sft_warmup, self.files.sft,
+                                      self.out / "runs" / "sft"))
+
+    def dpo_available(self) -> bool:
+        return importlib.util.find_spec("petool_jax.train.dpo") is not None
+
+    def stage_dpo(self) -> None:
+        p = self.plan
+        if not self.dpo_available():
+            self.facts["dpo"] = "pending: petool train dpo is not available in this installation"
+            self.note("dpo: skipped (petool_jax.train.dpo is not available); the sft+dpo rows are pending")
+            return
+        # Full fine-tuning, so the reference is the frozen SFT model (init); the paper's LoRA run
+        # had the base model as reference (dpo.reference=base), see the README.
+        self.petool("train", "dpo", f"model={self.out / 'runs' / 'sft' / 'model'}",
+                    *self._train_args(p.dpo_steps, p.dpo_batch, p.dpo_lr, 0.0, self.files.dpo,
+                                      self.out / "runs" / "dpo"),
+                    "dpo.loss=sigmoid", "dpo.reference=init", f"dpo.beta={p.dpo_beta}",
+                    f"dpo.sft_weight={p.dpo_sft_weight}")
+        self.facts["dpo"] = "done"
+
+    def final_model(self) -> tuple[str, pathlib.Path]:
+        if self.facts.get("dpo") == "done":
+            return "sft+dpo", self.out / "runs" / "dpo" / "model"
+        return "sft", self.out / "runs" / "sft" / "model"
+
+    def stage_export(self) -> None:
+        name, model = self.final_model()
+        hf = self.out / "hf" / _slug(name)
+        self.petool("export", "--ckpt", model, "--out", hf, "--overwrite")
+        self.facts["export"] = {"model": name, "hf_dir": str(hf), **self.reload_check(model, hf)}
+        check = self.facts["export"]
+        if check["status"] == "passed":
+            self.log(f"export check: transformers reloaded {hf}; max |logit difference| vs JAX "
+                     f"{check['max_abs_logit_diff']:.2e} over {check['tokens']} tokens")
+        else:
+            self.log(f"export check {check['status'].upper()}: {check['reason']}")
+
+    def reload_check(self, model_dir: pathlib.Path, hf_dir: pathlib.Path) -> dict:
+        """Load the export with transformers and compare its logits with the JAX model's on a
+        test prompt. Needs torch (not a core dependency): skipped, and said so, without it."""
+        if importlib.util.find_spec("torch") is None:
+            return {"status": "skipped", "reason": "torch is not installed (pip install -e '.[test]' adds the "
+                    "CPU build); the HF files were written but not reloaded"}
+        import numpy as np
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from petool_jax import petoolbench as pb
+        from petool_jax.loading import load_model
+
+        hf_model, info = AutoModelForCausalLM.from_pretrained(str(hf_dir), torch_dtype=torch.float32,
+                                                              output_loading_info=True)
+        bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        if bad:
+            return {"status": "failed", "reason": f"transformers reported {bad}"}
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+        entry = pb.load_entries(self.files.test)[0]
+        ids = tokenizer.apply_chat_template(pb.build_messages(entry, "p"), add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)[: self.plan.max_seq_len]
+        with torch.no_grad():
+            ref = hf_model(torch.tensor([ids])).logits.numpy()
+        bundle = load_model(model_dir, dtype="float32", with_tokenizer=False)
+        ours = np.asarray(bundle.model.apply({"params": bundle.params}, np.asarray([ids]))[0])
+        diff = float(np.abs(ours - ref).max())
+        same_argmax = float((ours.argmax(-1) == ref.argmax(-1)).mean())
+        status = "passed" if diff <= 1e-3 and same_argmax == 1.0 else "failed"
+        out = {"status": status, "max_abs_logit_diff": diff, "argmax_agreement": same_argmax, "tokens": len(ids)}
+        if status == "failed":
+            out["reason"] = f"logits differ by up to {diff:.3g} (tolerance 1e-3); argmax agreement {same_argmax:.3f}"
+        return out
+
+    def eval_targets(self) -> list[tuple[str, str | None]]:
+        final_name, _ = self.final_model()
+        targets = [("random", None), ("rule", "rule"), ("untrained", str(self.out / "models" / "untrained")),
+                   ("sft", str(self.out / "runs" / "sft" / "model"))]
+        if final_name == "sft+dpo":
+            # The exported HF directory: the eval then also proves the export round trip.
+            targets.append(("sft+dpo", self.facts["export"]["hf_dir"]))
+        return targets
+
+    def stage_eval(self) -> None:
+        dirs = []
+        for name, model in self.eval_targets():
+            out = self.out / "eval" / _slug(name)
+            dirs.append(out)
+            if model is None:
+                self._eval_random(out)
+                continue
+            args = ["eval", "run", "--model", model, "--data", self.files.test, "--out", out,
+                    "--max-new-tokens", self.plan.max_new_tokens, "--max-prompt-tokens", self.plan.max_seq_len,
+                    "--batch-size", self.plan.eval_batch, "--seed", self.seed]
+            if self.eval_limit:
+                args += ["--limit", self.eval_limit]
+            self.petool(*args)
+        self.petool("eval", "score", "--compare", *dirs, "--out", self.out / "eval" / "compare")
+
+    def _eval_random(self, out: pathlib.Path) -> None:
+        from eval.options import RunOptions
+        from eval.run import run_eval
+        from petool_jax import petoolbench as pb
+        from petool_jax.demo.baselines import RandomRunner, expected_random_tool_acc
+
+        self.note(f"random: one candidate drawn uniformly per (entry, setting), seed {self.seed}, "
+                  f"scored by eval's run loop -> {out}")
+        options = RunOptions(model=f"random:{self.seed}", data=str(pathlib.Path(self.files.test).resolve()),
+                             max_prompt_tokens=self.plan.max_seq_len, seed=self.seed,
+                             batch_size=self.plan.eval_batch)
+        run_eval(options, out, None, self.eval_limit or None, runner=RandomRunner(self.seed))
+        entries = pb.load_entries(self.files.test)
+        selected = entries[: self.eval_limit] if self.eval_limit else entries
+        self.facts["random_expected_tool_acc"] = expected_random_tool_acc(selected)
+
+    # -- the whole run -----------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        from petool_jax.demo.report import write_report
+
+        started = time.monotonic()
+        stages = [("data", self.stage_data), ("tokenizer", self.stage_tokenizer), ("model", self.stage_model),
+                  ("warmup_calls", self.stage_warmup_calls), ("warmup_history", self.stage_warmup_history),
+                  ("sft", self.stage_sft), ("dpo", self.stage_dpo), ("export", self.stage_export),
+                  ("eval", self.stage_eval)]
+        (self.out / MARKER).write_text(json.dumps({"plan": self.plan.name, "seed": self.seed}) + "\n")
+        bar = tqdm(stages, desc="petool demo", unit="stage", position=0, leave=True)
+        for name, stage in bar:
+            bar.set_postfix_str(name)
+            bar.write(f"\n== demo stage {name} ==")
+            t0 = time.monotonic()
+            stage()
+            self.seconds[name] = round(time.monotonic() - t0, 2)
+        bar.close()
+        self.facts["data"] = {"source": self.files.source, "test": str(self.files.test),
+                              "sft": [str(f) for f in self.files.sft], "dpo": [str(f) for f in self.files.dpo]}
+        return write_report(self.out, self.facts, self.seconds, started, self.commands,
+                            [name for name, _ in self.eval_targets()])

@@ -1,0 +1,101 @@
+"""The demo's sizes: how much data, how big a model, how many steps.
+
+FULL is tuned (on the demo's own synthetic data only) to finish within about 15 minutes on a
+2-core CPU with under 8 GB of memory while the trained model clearly beats random choice
+among candidates. SMOKE runs every stage with tiny sizes for the test suite.
+
+Why these shapes: on a CPU the attention over the prompt dominates, so the demo shortens
+prompts rather than the model: 5 candidates instead of PEToolBench's 10 and 3-5 history
+calls instead of ~20 (the prompt wording, the three settings and the JSON formats are the
+benchmark's). Prompts are then ~800 tokens of the demo's own BPE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoPlan:
+    name: str
+    # synthesis (petool synth keys)
+    num_users: int
+    instances_per_user: int
+    test_fraction: float
+    candidates: int
+    history_min: int
+    history_max: int
+    preferred_min: int
+    preferred_max: int
+    # tokenizer and model (HF field names)
+    tokenizer_vocab: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    # training: warm-up on (instruction -> call) pairs, then on histories without candidates
+    # (warmup.py), then personalized SFT on the full prompts, then DPO
+    calls_steps: int
+    calls_batch: int
+    calls_lr: float
+    calls_seq_len: int
+    history_steps: int
+    history_batch: int
+    history_lr: float
+    history_seq_len: int
+    max_seq_len: int
+    sft_steps: int
+    sft_batch: int
+    sft_lr: float
+    sft_warmup: float
+    dpo_steps: int
+    dpo_batch: int
+    dpo_lr: float
+    dpo_beta: float
+    dpo_sft_weight: float
+    # evaluation
+    eval_limit: int | None  # test entries per setting (None = all)
+    eval_batch: int
+    max_new_tokens: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def synth_overrides(self) -> dict:
+        return {
+            "num_users": self.num_users, "instances_per_user": self.instances_per_user,
+            "test_fraction": self.test_fraction, "candidates": self.candidates,
+            "history": {"min_len": self.history_min, "max_len": self.history_max, "negative_fraction": 0.25},
+            "preferences": {"min_tools": self.preferred_min, "max_tools": self.preferred_max},
+        }
+
+
+FULL = DemoPlan(
+    name="full",
+    num_users=900, instances_per_user=3, test_fraction=0.034, candidates=5,
+    history_min=3, history_max=5, preferred_min=4, preferred_max=12,
+    tokenizer_vocab=4096, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+    num_attention_heads=2, num_key_value_heads=1,
+    calls_steps=250, calls_batch=64, calls_lr=3e-3, calls_seq_len=128,
+    history_steps=250, history_batch=32, history_lr=3e-3, history_seq_len=384,
+    max_seq_len=896, sft_steps=120, sft_batch=16, sft_lr=3e-3, sft_warmup=0.05,
+    dpo_steps=20, dpo_batch=16, dpo_lr=2e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    eval_limit=None, eval_batch=32, max_new_tokens=48,
+)
+
+SMOKE = DemoPlan(
+    name="smoke",
+    num_users=40, instances_per_user=2, test_fraction=0.2, candidates=5,
+    history_min=3, history_max=4, preferred_min=4, preferred_max=8,
+    tokenizer_vocab=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    num_attention_heads=2, num_key_value_heads=1,
+    calls_steps=2, calls_batch=8, calls_lr=3e-3, calls_seq_len=128,
+    history_steps=2, history_batch=4, history_lr=3e-3, history_seq_len=512,
+    max_seq_len=1024, sft_steps=3, sft_batch=4, sft_lr=3e-3, sft_warmup=0.0,
+    dpo_steps=2, dpo_batch=4, dpo_lr=1e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    eval_limit=4, eval_batch=16, max_new_tokens=8,
+)
+
+PLANS = {"full": FULL, "smoke": SMOKE}

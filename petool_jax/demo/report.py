@@ -1,0 +1,204 @@
+"""The demo's report: report.json, report.md, accuracy.png, training.png and commands.sh.
+
+report.json = {"rows": [{"model", "setting", "tool_acc", "param_acc", "n", "strict_tool_acc",
+"strict_param_acc", "status"}], "seconds", "stage_seconds", "peak_rss_mb", ...}: one row per
+model (random, rule, untrained, sft, sft+dpo) and setting (p, r, c); accuracies are the
+`paper` scorer's fractions (the authors' scorer; `strict_*` are eval's strict scorer). A row
+whose model did not run (sft+dpo while `petool train dpo` is unavailable) has status
+"pending" and null accuracies.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+from eval.atomic import write_atomic, write_json_atomic
+from petool_jax.demo.pipeline import MODELS, SETTINGS, _slug, peak_rss_mb
+
+SETTING_NAMES = {"p": "preferred-only", "r": "rating-integrated", "c": "chronological"}
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def collect_rows(out: pathlib.Path, evaluated: list[str]) -> list[dict]:
+    rows = []
+    for model in MODELS:
+        path = out / "eval" / _slug(model) / "report.json"
+        report = json.loads(path.read_text(encoding="utf-8")) if model in evaluated else None
+        for s in SETTINGS:
+            if report is None:
+                rows.append({"model": model, "setting": s, "tool_acc": None, "param_acc": None, "n": 0,
+                             "strict_tool_acc": None, "strict_param_acc": None, "status": "pending"})
+                continue
+            paper, strict = report["scores"]["paper"][s], report["scores"]["strict"][s]
+            rows.append({"model": model, "setting": s, "tool_acc": paper["tool_acc"], "param_acc": paper["param_acc"],
+                         "n": paper["n"], "strict_tool_acc": strict["tool_acc"],
+                         "strict_param_acc": strict["param_acc"], "status": "done"})
+    return rows
+
+
+def mean_tool_acc(rows: list[dict], model: str) -> float | None:
+    values = [r["tool_acc"] for r in rows if r["model"] == model and r["tool_acc"] is not None]
+    return sum(values) / len(values) if values else None
+
+
+def results_table(rows: list[dict]) -> str:
+    lines = ["| model | " + " | ".join(f"{SETTING_NAMES[s]} Tool | Param" for s in SETTINGS) + " |",
+             "|---|" + "---|---|" * len(SETTINGS)]
+    for model in MODELS:
+        cells = []
+        for s in SETTINGS:
+            row = next(r for r in rows if r["model"] == model and r["setting"] == s)
+            cells.append("pending | pending" if row["status"] == "pending"
+                         else f"{_pct(row['tool_acc'])} | {_pct(row['param_acc'])}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def findings(rows: list[dict], facts: dict) -> list[str]:
+    """Sentences computed from the numbers (nothing here is written in advance)."""
+    out = []
+    random_mean, expected = mean_tool_acc(rows, "random"), facts.get("random_expected_tool_acc")
+    if random_mean is not None and expected is not None:
+        out.append(f"Random choice among candidates scored {_pct(random_mean)}% Tool Acc (mean of the settings); "
+                   f"its expected value on this test split is {_pct(expected)}%.")
+    for model in ("sft", "sft+dpo", "rule"):
+        value = mean_tool_acc(rows, model)
+        if value is not None and expected:
+            out.append(f"{model}: {_pct(value)}% Tool Acc, {value / expected:.1f}x the expected random choice.")
+    sft, dpo = mean_tool_acc(rows, "sft"), mean_tool_acc(rows, "sft+dpo")
+    if sft is not None and dpo is not None:
+        verdict = "better than" if dpo > sft else "no better than" if dpo == sft else "worse than"
+        out.append(f"SFT+DPO ({_pct(dpo)}%) is {verdict} SFT ({_pct(sft)}%) on Tool Acc.")
+    elif dpo is None:
+        out.append(f"SFT+DPO: {facts.get('dpo', 'pending')}.")
+    return out
+
+
+def _metrics(path: pathlib.Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot(out: pathlib.Path, rows: list[dict], facts: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.8 / len(MODELS)
+    for ax, key, title in ((axes[0], "tool_acc", "Tool Acc"), (axes[1], "param_acc", "Param Acc")):
+        for i, model in enumerate(MODELS):
+            values = [next(r for r in rows if r["model"] == model and r["setting"] == s)[key] for s in SETTINGS]
+            xs = np.arange(len(SETTINGS)) + (i - (len(MODELS) - 1) / 2) * width
+            ax.bar(xs, [100 * v if v is not None else 0 for v in values], width, label=model)
+        if key == "tool_acc" and facts.get("random_expected_tool_acc") is not None:
+            ax.axhline(100 * facts["random_expected_tool_acc"], color="gray", ls="--", lw=1,
+                       label="random (expected)")
+        ax.set_xticks(np.arange(len(SETTINGS)), [SETTING_NAMES[s] for s in SETTINGS])
+        ax.set_ylim(0, 100)
+        ax.set_ylabel(f"{title} (%)")
+        ax.set_title(f"{title} on the demo test split (paper scorer)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=110)
+    plt.close(fig)
+    written.append("accuracy.png")
+
+    runs = {name: _metrics(out / "runs" / name / "metrics.jsonl")
+            for name in ("warmup_calls", "warmup_history", "sft", "dpo")}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for name, label in (("warmup_calls", "warm-up: (instruction -> call) pairs"),
+                        ("warmup_history", "warm-up: histories without candidates"), ("sft", "personalized SFT")):
+        if runs[name]:
+            axes[0].plot([m["step"] for m in runs[name]], [m["loss"] for m in runs[name]], label=label)
+    axes[0].set_title("SFT loss (per target token)")
+    axes[0].set_xlabel("step")
+    axes[0].legend(fontsize=8)
+    dpo = runs["dpo"]
+    if dpo:
+        axes[1].plot([m["step"] for m in dpo], [m["loss"] for m in dpo], label="loss")
+        for key in ("rewards/accuracy", "rewards/margin"):
+            if key in dpo[0]:
+                axes[1].plot([m["step"] for m in dpo], [m[key] for m in dpo], label=key)
+        axes[1].legend(fontsize=8)
+    axes[1].set_title("DPO" if dpo else "DPO (pending)")
+    axes[1].set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out / "training.png", dpi=110)
+    plt.close(fig)
+    written.append("training.png")
+    return written
+
+
+def render_markdown(report: dict) -> str:
+    facts = report["facts"]
+    plan = facts["plan"]
+    lines = ["# petool demo", "",
+             "The whole PEToolLLM pipeline on a CPU: synthesis -> BPE tokenizer -> tiny LLaMA -> SFT -> DPO -> "
+             "HF export -> evaluation. The figures below come from this run; they show the pipeline works, "
+             "not what an 8B model reaches (see the README for the paper-scale recipe).", "",
+             f"- data: {facts['data']['source']} (test file `{facts['data']['test']}`)"]
+    if "catalog" in facts:
+        c = facts["catalog"]
+        lines.append(f"- catalog: {c['categories']} categories, {c['functionality_groups']} functionality groups, "
+                     f"{c['tools']} tools ({c['providers_per_group'][0]}-{c['providers_per_group'][1]} per group), "
+                     f"{c['apis']} APIs, {c['example_instructions']} example instructions")
+    model = facts.get("model", {})
+    if model:
+        lines.append(f"- model: LLaMA-3 architecture, {model['num_hidden_layers']} layers, hidden {model['hidden_size']}, "
+                     f"{model['num_attention_heads']} heads ({model['num_key_value_heads']} KV), vocab "
+                     f"{model['vocab_size']}: {model['parameters']:,} parameters")
+    lines += [f"- sizes: plan `{plan['name']}`, {plan['candidates']} candidates per instance, "
+              f"history {plan['history_min']}-{plan['history_max']} calls; warm-up {plan['calls_steps']} steps x "
+              f"{plan['calls_batch']} on {facts.get('warmup_calls_rows', '?')} (instruction -> call) pairs and "
+              f"{plan['history_steps']} steps x {plan['history_batch']} on {facts.get('warmup_history_rows', '?')} "
+              f"histories without candidates; SFT {plan['sft_steps']} steps x "
+              f"{plan['sft_batch']}, DPO {plan['dpo_steps']} steps x {plan['dpo_batch']} (beta {plan['dpo_beta']}), "
+              f"max_seq_len {plan['max_seq_len']}",
+              f"- DPO: {facts.get('dpo', 'pending')}"]
+    export = facts.get("export")
+    if export:
+        if export["status"] == "passed":
+            lines.append(f"- export: `{export['hf_dir']}` reloaded with transformers; logits match the JAX model "
+                         f"(max abs difference {export['max_abs_logit_diff']:.2e} over {export['tokens']} tokens)")
+        else:
+            lines.append(f"- export: `{export['hf_dir']}` reload check {export['status']}: {export['reason']}")
+    lines += ["", "## Results (%, paper scorer; every test entry counts)", "", results_table(report["rows"]), ""]
+    lines += [f"- {s}" for s in report["findings"]]
+    lines += ["", "Strict scorer, Tool Acc (%): " + "; ".join(
+        f"{m} " + "/".join(_pct(next(r for r in report['rows'] if r['model'] == m and r['setting'] == s)
+                                ['strict_tool_acc']) for s in SETTINGS) for m in MODELS) + " (p/r/c)",
+              "", "Per-model details (error taxonomy, history length, plots): `eval/<model>/report.md`; side by side: "
+              "`eval/compare/compare.md`.", "",
+              "![accuracy](accuracy.png)", "", "![training](training.png)", "",
+              "## Time and memory", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in report["stage_seconds"].items()]
+    lines += [f"| total | {report['seconds']:.1f} |", "", f"Peak resident memory: {report['peak_rss_mb']:.0f} MB.", "",
+              "## Commands", "", "Every stage ran a `petool` command (all in `commands.sh`):", "", "```"]
+    lines += report["commands"] + ["```", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: pathlib.Path, facts: dict, stage_seconds: dict, started: float, commands: list[str],
+                 evaluated: list[str]) -> dict:
+    t0 = time.monotonic()
+    rows = collect_rows(out, evaluated)
+    plots = plot(out, rows, facts)
+    write_atomic(out / "commands.sh", "#!/usr/bin/env bash\n# The commands petool demo ran, in order.\nset -e\n"
+                 + "\n".join(commands) + "\n")
+    stage_seconds = {**stage_seconds, "report": round(time.monotonic() - t0, 2)}
+    report = {"rows": rows, "seconds": round(time.monotonic() - started, 2), "stage_seconds": stage_seconds,
+              "peak_rss_mb": round(peak_rss_mb(), 1), "scorer": "paper", "findings": findings(rows, facts),
+              "plots": plots, "commands": commands, "facts": facts}
+    write_atomic(out / "report.md", render_markdown(report))
+    write_json_atomic(out / "report.json", report)
+    return report
