@@ -24,8 +24,8 @@ import numpy as np
 from petool_jax import petoolbench
 from petool_jax.errors import UserError
 from petool_jax.train.records import read_records, require
-from petool_jax.train.sft_data import (ChatRenderer, SequenceBatcher, _fingerprint, detect_format, epoch_rows,
-                                       format_call, seq_bucket)
+from petool_jax.train.sft_data import (ChatRenderer, SequenceBatcher, _fingerprint, cached_tokenize, detect_format,
+                                       epoch_rows, format_call, seq_bucket)
 
 LLAMAFACTORY_DPO_KEYS = ("instruction", "input", "chosen", "rejected")
 NEGATIVE_KINDS = ("same_func", "other_func", "corrupt_params")
@@ -130,27 +130,11 @@ def tokenize_pair(renderer: ChatRenderer, pair: dict, prompt_format: str, max_se
 
 def tokenized_pairs(pairs: list[dict], paths: list[str], tokenizer, prompt_format: str, max_seq_len: int,
                     cache_dir: pathlib.Path, fingerprint_extra: dict, log=print):
-    import datasets
-
     key = _fingerprint(paths, tokenizer, {"prompt_format": prompt_format, "max_seq_len": max_seq_len,
                                           "kind": "dpo-v1", **fingerprint_extra})
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file = cache_dir / f"dpo-{key}.arrow"
-    if cache_file.is_file():
-        ds = datasets.Dataset.from_file(str(cache_file))
-    else:
-        renderer = ChatRenderer(tokenizer)
-        ds = datasets.Dataset.from_list(pairs).map(
-            lambda p: tokenize_pair(renderer, p, prompt_format, max_seq_len), cache_file_name=str(cache_file),
-            desc="tokenize pairs", load_from_cache_file=False)
-    shortened = int(np.sum(np.asarray(ds["n_dropped"]) > 0))
-    too_long = int(len(ds) - np.sum(ds["fits"]))
-    log(f"{len(ds)} pairs; {shortened} shortened by dropping oldest history entries; {too_long} still "
-        f"longer than max_seq_len={max_seq_len} and skipped")
-    ds = ds.filter(lambda fits: fits, input_columns="fits", keep_in_memory=True)
-    if len(ds) == 0:
-        raise UserError("no preference pair fits max_seq_len")
-    return ds, {"pairs": len(ds), "shortened": shortened, "skipped_too_long": too_long}
+    renderer = ChatRenderer(tokenizer)
+    return cached_tokenize(pairs, lambda p: tokenize_pair(renderer, p, prompt_format, max_seq_len),
+                           cache_dir / f"dpo-{key}.arrow", "pairs", max_seq_len, log)
 
 
 def pair_fingerprint(pairs: list[dict]) -> str:

@@ -119,34 +119,40 @@ def _fingerprint(paths, tokenizer, parts: dict) -> str:
     return h.hexdigest()[:24]
 
 
+def cached_tokenize(rows: list[dict], tokenize, cache_file: pathlib.Path, noun: str, max_seq_len: int, log=print):
+    """Map `tokenize` over `rows` with `datasets`, cached in `cache_file` (named by a content
+    fingerprint); report how many rows were shortened or still too long, and keep the rows
+    that fit. Each tokenized row carries `n_dropped` and `fits`."""
+    import datasets
+
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    if cache_file.is_file():
+        ds = datasets.Dataset.from_file(str(cache_file))
+        log(f"tokenized {noun} from cache {cache_file}")
+    else:
+        ds = datasets.Dataset.from_list(rows).map(tokenize, cache_file_name=str(cache_file),
+                                                  desc=f"tokenize {noun}", load_from_cache_file=False)
+    shortened = int(np.sum(np.asarray(ds["n_dropped"]) > 0))
+    too_long = int(len(ds) - np.sum(ds["fits"]))
+    log(f"{len(ds)} {noun}; {shortened} shortened by dropping oldest history entries; "
+        f"{too_long} still longer than max_seq_len={max_seq_len} and skipped")
+    ds = ds.filter(lambda fits: fits, input_columns="fits", keep_in_memory=True)
+    if len(ds) == 0:
+        raise UserError(f"no training {noun} fit max_seq_len={max_seq_len}")
+    return ds, {noun: len(ds), "shortened": shortened, "skipped_too_long": too_long}
+
+
 def tokenized_dataset(paths: list[str], tokenizer, settings: list[str], prompt_format: str,
                       max_seq_len: int, max_samples: int, declared_format: str, cache_dir: pathlib.Path,
                       log=print):
     """A `datasets.Dataset` of tokenized examples that fit, cached by content fingerprint."""
-    import datasets
-
     examples = load_sft_examples(paths, settings, max_samples, declared_format)
     key = _fingerprint(paths, tokenizer, {"settings": settings, "prompt_format": prompt_format,
                                           "max_seq_len": max_seq_len, "max_samples": max_samples,
                                           "format": declared_format, "kind": "sft-v1"})
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file = cache_dir / f"sft-{key}.arrow"
-    if cache_file.is_file():
-        ds = datasets.Dataset.from_file(str(cache_file))
-        log(f"tokenized data from cache {cache_file}")
-    else:
-        renderer = ChatRenderer(tokenizer)
-        raw = datasets.Dataset.from_list(examples)
-        ds = raw.map(lambda ex: tokenize_example(renderer, ex, prompt_format, max_seq_len),
-                     cache_file_name=str(cache_file), desc="tokenize", load_from_cache_file=False)
-    shortened = int(np.sum(np.asarray(ds["n_dropped"]) > 0))
-    too_long = int(len(ds) - np.sum(ds["fits"]))
-    log(f"{len(ds)} examples; {shortened} shortened by dropping oldest history entries; "
-        f"{too_long} still longer than max_seq_len={max_seq_len} and skipped")
-    ds = ds.filter(lambda fits: fits, input_columns="fits", keep_in_memory=True)
-    if len(ds) == 0:
-        raise UserError("no training example fits max_seq_len")
-    return ds, {"examples": len(ds), "shortened": shortened, "skipped_too_long": too_long}
+    renderer = ChatRenderer(tokenizer)
+    return cached_tokenize(examples, lambda ex: tokenize_example(renderer, ex, prompt_format, max_seq_len),
+                           cache_dir / f"sft-{key}.arrow", "examples", max_seq_len, log)
 
 
 def seq_bucket(length: int, max_seq_len: int) -> int:
