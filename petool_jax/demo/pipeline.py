@@ -112,13 +112,15 @@ def training_lines(paths: list) -> list[str]:
 
 class Demo:
     def __init__(self, out: pathlib.Path, plan: DemoPlan, seed: int = 0, data: str | None = None,
-                 eval_limit: int | None = None, log=print):
+                 eval_limit: int | None = None, log=None):
+        from tqdm.auto import tqdm
+
         self.out = pathlib.Path(out)
         self.plan = plan
         self.seed = seed
         self.data_arg = data
         self.eval_limit = eval_limit if eval_limit is not None else plan.eval_limit
-        self.log = log
+        self.log = log or tqdm.write  # between progress bars, not through them
         self.commands: list[str] = []
         self.seconds: dict[str, float] = {}
         self.facts: dict = {"plan": dataclasses.asdict(plan), "seed": seed}
