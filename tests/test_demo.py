@@ -113,6 +113,31 @@ def test_random_choice_matches_its_expected_accuracy():
     assert RandomRunner(1).name == "random:1"
 
 
+def test_provider_choice_separates_functionality_from_preference(tmp_path):
+    from petool_jax.demo.baselines import expected_provider_chance
+    from petool_jax.demo.report import findings, provider_choice
+
+    entries = _entries([5], 2)
+    # entry 0: two functionally equivalent candidates (T0, T1); entry 1: three (T0, T1, T3
+    # where T3 is in the group but T9 is not a candidate and must not count)
+    for entry, group in zip(entries, (["T0", "T1"], ["T0", "T1", "T3", "T9"])):
+        entry["apis_same_func"] = [{"category_name": "C", "tool_name": t, "api_name": "a"} for t in group]
+    assert expected_provider_chance(entries) == pytest.approx((1 / 2 + 1 / 3) / 2)
+
+    # 30 answers: 12 right tool, 9 a rival provider of the right functionality, 9 other errors
+    report = {"overall": {"strict": {"n": 30, "tool_correct": 12}},
+              "errors": {"all": {"preference_mismatch": 9, "functionality_mismatch": 5, "invalid_format": 4}}}
+    func, preferred = provider_choice(report)
+    assert func == pytest.approx(21 / 30) and preferred == pytest.approx(12 / 21)
+    (tmp_path / "eval" / "sft").mkdir(parents=True)
+    (tmp_path / "eval" / "sft" / "report.json").write_text(json.dumps(report))
+    lines = findings([], {"provider_chance": 0.5}, tmp_path)
+    assert ("sft: 70.0% of answers call an API of the right functionality; of those, 57.1% call the user's "
+            "preferred provider, where a uniform guess among the functionally equivalent candidates gives 50.0% "
+            "(within 10 points of that guess") in lines[0]
+    assert "well above that guess" in findings([], {"provider_chance": 0.4}, tmp_path)[0]
+
+
 # -- bad input ---------------------------------------------------------------------------
 
 
@@ -219,3 +244,20 @@ def test_smoke_trained_models_were_evaluated_and_exported(smoke):
 def test_smoke_rerun_needs_overwrite(smoke, capsys):
     assert petool(["demo", "--smoke", "--out", str(smoke)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_readme_quickstart_is_two_commands_demo_then_the_ci_tests():
+    """The README promises exactly two commands on a fresh machine: one installs and runs
+    `petool demo`, the other is the test command that .ci/run runs (which adds only -q)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = re.search(r"## Quickstart\n.*?```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e")
+    assert commands[0].endswith("&& .venv/bin/petool demo")
+    ci = (root / ".ci" / "run").read_text()
+    assert commands[1].replace("pip install -e", "pip install -q -e") in ci

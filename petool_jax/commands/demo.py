@@ -9,7 +9,7 @@ def register(subparsers) -> None:
         description="Synthesize PEToolBench-style data from a built-in tool catalog (offline), train a "
         "byte-level BPE tokenizer and a tiny LLaMA on it, SFT then DPO, export to HF (reloaded with "
         "transformers when torch is installed), evaluate random choice, the rule baseline, the untrained, "
-        "SFT and SFT+DPO models, and write report.md, report.json and plots. About 15 minutes on a "
+        "SFT and SFT+DPO models, and write report.md, report.json and plots. About 9 minutes on a "
         "2-core CPU; --smoke runs every stage with tiny sizes in about a minute.")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--data", default=None, metavar="FILE_OR_DIR",

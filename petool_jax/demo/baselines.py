@@ -42,6 +42,17 @@ def expected_random_tool_acc(entries: list[dict]) -> float:
     return float(np.mean([1.0 / len(pb.candidates(e)) if pb.candidates(e) else 0.0 for e in entries]))
 
 
+def expected_provider_chance(entries: list[dict]) -> float:
+    """P(preferred provider) when a model knows the functionality but not the user: a uniform
+    pick among the candidates that are functionally equivalent to the truth."""
+    shares = []
+    for e in entries:
+        names = {c["tool_name"] for c in pb.candidates(e)}
+        same = pb.same_func_tool_names(e) & names
+        shares.append(1.0 / len(same) if same else 0.0)
+    return float(np.mean(shares)) if shares else 0.0
+
+
 class RandomRunner:
     def __init__(self, seed: int = 0):
         self.seed = seed

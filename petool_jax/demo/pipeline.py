@@ -365,7 +365,7 @@ class Demo:
         from eval.options import RunOptions
         from eval.run import run_eval
         from petool_jax import petoolbench as pb
-        from petool_jax.demo.baselines import RandomRunner, expected_random_tool_acc
+        from petool_jax.demo.baselines import RandomRunner, expected_provider_chance, expected_random_tool_acc
 
         self.note(f"random: one candidate drawn uniformly per (entry, setting), seed {self.seed}, "
                   f"scored by eval's run loop -> {out}")
@@ -376,6 +376,7 @@ class Demo:
         entries = pb.load_entries(self.files.test)
         selected = entries[: self.eval_limit] if self.eval_limit else entries
         self.facts["random_expected_tool_acc"] = expected_random_tool_acc(selected)
+        self.facts["provider_chance"] = expected_provider_chance(selected)
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> dict:

@@ -1,13 +1,25 @@
 """The demo's sizes: how much data, how big a model, how many steps.
 
-FULL is tuned (on the demo's own synthetic data only) to finish within about 15 minutes on a
-2-core CPU with under 8 GB of memory while the trained model clearly beats random choice
-among candidates. SMOKE runs every stage with tiny sizes for the test suite.
+FULL was tuned on the demo's own synthetic data only, to finish in about 9 minutes on a
+2-core CPU with under 2 GB of memory, while the trained model beats random choice among
+candidates by about 2x on Tool Acc. SMOKE runs every stage with tiny sizes for the tests.
 
 Why these shapes: on a CPU the attention over the prompt dominates, so the demo shortens
 prompts rather than the model: 5 candidates instead of PEToolBench's 10 and 3-5 history
 calls instead of ~20 (the prompt wording, the three settings and the JSON formats are the
 benchmark's). Prompts are then ~800 tokens of the demo's own BPE.
+
+What tuning found (2-core CPU, teacher-forced probes on held-out demo rows):
+- Many small steps beat few big ones at equal wall time. Warm-up on (instruction -> call)
+  pairs at 250 steps x 64 copied no parameter value; 1000 steps x 16 (about 3 minutes)
+  got 65% of held-out calls right apart from the provider. That is most of the Param Acc.
+- The preferred provider is never learned in this budget. Picking it means copying the
+  token after `<Category>.<` from the matching history call. That is a two-token
+  induction pattern. Its probe stayed at the uniform-guess level (about 35%) in every
+  variant tried: 2 or 4 layers; history warm-up of up to 900 steps x 8, with or without
+  loss on the prompt tokens; preferred-only histories alone. So the demo's model learns
+  the call format, the functionality and the parameters, and the report says outright
+  that it does not learn the preference (report.findings).
 """
 
 from __future__ import annotations
@@ -74,14 +86,14 @@ class DemoPlan:
 
 FULL = DemoPlan(
     name="full",
-    num_users=900, instances_per_user=3, test_fraction=0.034, candidates=5,
+    num_users=900, instances_per_user=3, test_fraction=0.07, candidates=5,
     history_min=3, history_max=5, preferred_min=4, preferred_max=12,
     tokenizer_vocab=4096, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
     num_attention_heads=2, num_key_value_heads=1,
-    calls_steps=250, calls_batch=64, calls_lr=3e-3, calls_seq_len=128,
-    history_steps=250, history_batch=32, history_lr=3e-3, history_seq_len=384,
-    max_seq_len=896, sft_steps=120, sft_batch=16, sft_lr=3e-3, sft_warmup=0.05,
-    dpo_steps=20, dpo_batch=16, dpo_lr=2e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    calls_steps=1000, calls_batch=16, calls_lr=3e-3, calls_seq_len=128,
+    history_steps=400, history_batch=8, history_lr=3e-3, history_seq_len=384,
+    max_seq_len=896, sft_steps=200, sft_batch=8, sft_lr=3e-3, sft_warmup=0.05,
+    dpo_steps=40, dpo_batch=8, dpo_lr=2e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
     eval_limit=None, eval_batch=32, max_new_tokens=48,
 )
 

@@ -59,7 +59,17 @@ def results_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def findings(rows: list[dict], facts: dict) -> list[str]:
+def provider_choice(report: dict) -> tuple[float, float] | None:
+    """(share of answers calling an API of the right functionality, share of those calling the
+    user's preferred provider), from eval's strict scores and error taxonomy, all settings."""
+    errors, strict = report["errors"]["all"], report["overall"]["strict"]
+    right_func = strict["tool_correct"] + errors["preference_mismatch"]
+    if not strict["n"] or not right_func:
+        return None
+    return right_func / strict["n"], strict["tool_correct"] / right_func
+
+
+def findings(rows: list[dict], facts: dict, out_dir: pathlib.Path | None = None) -> list[str]:
     """Sentences computed from the numbers (nothing here is written in advance)."""
     out = []
     random_mean, expected = mean_tool_acc(rows, "random"), facts.get("random_expected_tool_acc")
@@ -70,6 +80,21 @@ def findings(rows: list[dict], facts: dict) -> list[str]:
         value = mean_tool_acc(rows, model)
         if value is not None and expected:
             out.append(f"{model}: {_pct(value)}% Tool Acc, {value / expected:.1f}x the expected random choice.")
+    chance = facts.get("provider_chance")
+    for model in ("sft", "sft+dpo"):
+        path = out_dir / "eval" / _slug(model) / "report.json" if out_dir is not None else None
+        if chance is None or path is None or not path.is_file():
+            continue
+        split = provider_choice(json.loads(path.read_text(encoding="utf-8")))
+        if split is None:
+            continue
+        func, preferred = split
+        verdict = ("well above that guess: it reads the preference from the history" if preferred >= chance + 0.1
+                   else "within 10 points of that guess: it learned the functionality and the call format, but "
+                   "hardly the preference")
+        out.append(f"{model}: {_pct(func)}% of answers call an API of the right functionality; of those, "
+                    f"{_pct(preferred)}% call the user's preferred provider, where a uniform guess among the "
+                    f"functionally equivalent candidates gives {_pct(chance)}% ({verdict}).")
     sft, dpo = mean_tool_acc(rows, "sft"), mean_tool_acc(rows, "sft+dpo")
     if sft is not None and dpo is not None:
         verdict = "better than" if dpo > sft else "no better than" if dpo == sft else "worse than"
@@ -197,7 +222,7 @@ def write_report(out: pathlib.Path, facts: dict, stage_seconds: dict, started: f
                  + "\n".join(commands) + "\n")
     stage_seconds = {**stage_seconds, "report": round(time.monotonic() - t0, 2)}
     report = {"rows": rows, "seconds": round(time.monotonic() - started, 2), "stage_seconds": stage_seconds,
-              "peak_rss_mb": round(peak_rss_mb(), 1), "scorer": "paper", "findings": findings(rows, facts),
+              "peak_rss_mb": round(peak_rss_mb(), 1), "scorer": "paper", "findings": findings(rows, facts, out),
               "plots": plots, "commands": commands, "facts": facts}
     write_atomic(out / "report.md", render_markdown(report))
     write_json_atomic(out / "report.json", report)
