@@ -13,13 +13,18 @@ What tuning found (2-core CPU, teacher-forced probes on held-out demo rows):
 - Many small steps beat few big ones at equal wall time. Warm-up on (instruction -> call)
   pairs at 250 steps x 64 copied no parameter value; 1000 steps x 16 (about 3 minutes)
   got 65% of held-out calls right apart from the provider. That is most of the Param Acc.
-- The preferred provider is never learned in this budget. Picking it means copying the
-  token after `<Category>.<` from the matching history call. That is a two-token
-  induction pattern. Its probe stayed at the uniform-guess level (about 35%) in every
-  variant tried: 2 or 4 layers; history warm-up of up to 900 steps x 8, with or without
-  loss on the prompt tokens; preferred-only histories alone. So the demo's model learns
-  the call format, the functionality and the parameters, and the report says outright
-  that it does not learn the preference (report.findings).
+- The preferred provider is never learned in this budget. The probe measures the
+  provider token after `<Category>.<`, which should be copied from the matching history
+  call. It stayed at the uniform-guess level (about 35%) in every variant tried:
+  - 2 or 4 layers;
+  - history warm-up of up to 900 steps x 8, with or without loss on the prompt tokens
+    (an experimental trainer flag, not kept);
+  - preferred-only histories alone;
+  - a tokenizer that made each `<Category>.<Tool>` a single token (39%).
+  The last one rules out the two-token induction pattern as the only obstacle. Within
+  ~1,000 small steps, the model simply does not learn to use the history. So the demo's
+  model learns the call format, the functionality and the parameters, and the report
+  says outright that it does not learn the preference (report.findings).
 """
 
 from __future__ import annotations
