@@ -198,6 +198,7 @@ def test_smoke_report_has_every_row(smoke):
     assert report["seconds"] > 0 and set(report["stage_seconds"]) >= {"data", "sft", "dpo", "export", "eval"}
     assert 0 < report["peak_rss_mb"] < 8192
     assert report["facts"]["dpo"] == "done"
+    assert 0 < report["facts"]["provider_chance"] <= 0.5  # 2-4 equivalent providers per group
     for name in ("report.md", "accuracy.png", "training.png", "commands.sh"):
         assert (smoke / name).stat().st_size > 0, name
     md = (smoke / "report.md").read_text()
@@ -239,6 +240,26 @@ def test_smoke_trained_models_were_evaluated_and_exported(smoke):
     assert len(dpo) == 2 and "rewards/accuracy" in dpo[0]
     sft = [json.loads(line) for line in (smoke / "runs" / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert len(sft) == 3 and all(math.isfinite(m["loss"]) for m in sft)
+
+
+def test_data_dir_of_petoolbench_files_replaces_the_catalog(smoke, tmp_path):
+    """--data DIR with user_entries_train.json and user_entries_test.json: no synthesis; SFT
+    and DPO read the train file (every setting), eval the test file, the BPE its texts."""
+    from petool_jax.demo.pipeline import Demo
+    from petool_jax.demo.plan import SMOKE
+
+    data = smoke / "data"
+    out = tmp_path / "out"
+    out.mkdir()
+    demo = Demo(out, SMOKE, seed=1, data=str(data), log=lambda *_: None)
+    demo.stage_data()
+    assert demo.files.sft == [data / "user_entries_train.json"] == demo.files.dpo
+    assert demo.files.test == data / "user_entries_test.json"
+    assert demo.files.source == f"PEToolBench files in {data}"
+    assert not (out / "synth.yaml").exists() and not (out / "data").exists()
+    demo.stage_tokenizer()
+    assert demo.facts["tokenizer"]["vocab_size"] <= SMOKE.tokenizer_vocab
+    assert (out / "tokenizer" / "tokenizer.json").is_file()
 
 
 def test_smoke_rerun_needs_overwrite(smoke, capsys):
