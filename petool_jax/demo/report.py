@@ -129,10 +129,11 @@ def plot(out: pathlib.Path, rows: list[dict], facts: dict) -> list[str]:
             ax.axhline(100 * facts["random_expected_tool_acc"], color="gray", ls="--", lw=1,
                        label="random (expected)")
         ax.set_xticks(np.arange(len(SETTINGS)), [SETTING_NAMES[s] for s in SETTINGS])
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 118)  # headroom above 100% for the legend
+        ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel(f"{title} (%)")
         ax.set_title(f"{title} on the demo test split (paper scorer)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=110)
     plt.close(fig)
