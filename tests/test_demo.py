@@ -113,7 +113,7 @@ def test_random_choice_matches_its_expected_accuracy():
     assert RandomRunner(1).name == "random:1"
 
 
-def test_provider_choice_separates_functionality_from_preference(tmp_path):
+def test_provider_choice_separates_functionality_from_preference():
     from petool_jax.demo.baselines import expected_provider_chance
     from petool_jax.demo.report import findings, provider_choice
 
@@ -129,13 +129,11 @@ def test_provider_choice_separates_functionality_from_preference(tmp_path):
               "errors": {"all": {"preference_mismatch": 9, "functionality_mismatch": 5, "invalid_format": 4}}}
     func, preferred = provider_choice(report)
     assert func == pytest.approx(21 / 30) and preferred == pytest.approx(12 / 21)
-    (tmp_path / "eval" / "sft").mkdir(parents=True)
-    (tmp_path / "eval" / "sft" / "report.json").write_text(json.dumps(report))
-    lines = findings([], {"provider_chance": 0.5}, tmp_path)
+    lines = findings([], {"provider_chance": 0.5}, {"sft": report})
     assert ("sft: 70.0% of answers call an API of the right functionality; of those, 57.1% call the user's "
             "preferred provider, where a uniform guess among the functionally equivalent candidates gives 50.0% "
             "(within 10 points of that guess") in lines[0]
-    assert "well above that guess" in findings([], {"provider_chance": 0.4}, tmp_path)[0]
+    assert "well above that guess" in findings([], {"provider_chance": 0.4}, {"sft": report})[0]
 
 
 # -- bad input ---------------------------------------------------------------------------

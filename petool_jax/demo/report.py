@@ -24,11 +24,16 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def collect_rows(out: pathlib.Path, evaluated: list[str]) -> list[dict]:
+def load_eval_reports(out: pathlib.Path, evaluated: list[str]) -> dict[str, dict]:
+    """eval's report.json of each evaluated model, read once for the table and the findings."""
+    return {model: json.loads((out / "eval" / _slug(model) / "report.json").read_text(encoding="utf-8"))
+            for model in MODELS if model in evaluated}
+
+
+def collect_rows(reports: dict[str, dict]) -> list[dict]:
     rows = []
     for model in MODELS:
-        path = out / "eval" / _slug(model) / "report.json"
-        report = json.loads(path.read_text(encoding="utf-8")) if model in evaluated else None
+        report = reports.get(model)
         for s in SETTINGS:
             if report is None:
                 rows.append({"model": model, "setting": s, "tool_acc": None, "param_acc": None, "n": 0,
@@ -69,7 +74,7 @@ def provider_choice(report: dict) -> tuple[float, float] | None:
     return right_func / strict["n"], strict["tool_correct"] / right_func
 
 
-def findings(rows: list[dict], facts: dict, out_dir: pathlib.Path | None = None) -> list[str]:
+def findings(rows: list[dict], facts: dict, reports: dict[str, dict] | None = None) -> list[str]:
     """Sentences computed from the numbers (nothing here is written in advance)."""
     out = []
     random_mean, expected = mean_tool_acc(rows, "random"), facts.get("random_expected_tool_acc")
@@ -82,10 +87,7 @@ def findings(rows: list[dict], facts: dict, out_dir: pathlib.Path | None = None)
             out.append(f"{model}: {_pct(value)}% Tool Acc, {value / expected:.1f}x the expected random choice.")
     chance = facts.get("provider_chance")
     for model in ("sft", "sft+dpo"):
-        path = out_dir / "eval" / _slug(model) / "report.json" if out_dir is not None else None
-        if chance is None or path is None or not path.is_file():
-            continue
-        split = provider_choice(json.loads(path.read_text(encoding="utf-8")))
+        split = provider_choice(reports[model]) if chance is not None and model in (reports or {}) else None
         if split is None:
             continue
         func, preferred = split
@@ -217,13 +219,14 @@ def render_markdown(report: dict) -> str:
 def write_report(out: pathlib.Path, facts: dict, stage_seconds: dict, started: float, commands: list[str],
                  evaluated: list[str]) -> dict:
     t0 = time.monotonic()
-    rows = collect_rows(out, evaluated)
+    reports = load_eval_reports(out, evaluated)
+    rows = collect_rows(reports)
     plots = plot(out, rows, facts)
     write_atomic(out / "commands.sh", "#!/usr/bin/env bash\n# The commands petool demo ran, in order.\nset -e\n"
                  + "\n".join(commands) + "\n")
     stage_seconds = {**stage_seconds, "report": round(time.monotonic() - t0, 2)}
     report = {"rows": rows, "seconds": round(time.monotonic() - started, 2), "stage_seconds": stage_seconds,
-              "peak_rss_mb": round(peak_rss_mb(), 1), "scorer": "paper", "findings": findings(rows, facts, out),
+              "peak_rss_mb": round(peak_rss_mb(), 1), "scorer": "paper", "findings": findings(rows, facts, reports),
               "plots": plots, "commands": commands, "facts": facts}
     write_atomic(out / "report.md", render_markdown(report))
     write_json_atomic(out / "report.json", report)
