@@ -3,12 +3,28 @@
 Masks are boolean [B, Tq, Tk] (True = may attend). One place builds each kind:
 training (causal, optional packed segments), cached decoding (left-padded rows), and
 callers such as prefix-shared DPO may pass their own.
+
+The `cudnn` kernel applies the causal mask only: any other mask (packed segments, DPO's
+prefix sharing) would be dropped silently, so every caller that needs one refuses that
+kernel up front (`require_mask_kernel`) and the model refuses an explicit mask with it.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from petool_jax.errors import UserError
+
+# Kernels that apply only the causal mask and ignore every other mask.
+CAUSAL_ONLY_IMPLS = ("cudnn",)
+
+
+def require_mask_kernel(impl: str, who: str) -> None:
+    """Refuse a causal-only kernel for a computation whose mask is more than causal."""
+    if impl in CAUSAL_ONLY_IMPLS:
+        raise UserError(f"{who} needs its attention mask (segments / prefix sharing), but attention={impl} "
+                        f"applies only the causal mask and would give wrong results; use attention=xla")
 
 
 def causal_mask(segment_ids_BxT: jnp.ndarray | None, length: int, batch: int) -> jnp.ndarray:
@@ -51,7 +67,8 @@ def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, impl: str = "xla"):
     num_kv = k_BxSxKxH.shape[2]
     if impl == "cudnn":
         # cuDNN flash attention: causal training without packing only (the mask is then
-        # exactly causal; right padding never influences real tokens).
+        # exactly causal; right padding never influences real tokens). The mask argument is
+        # NOT applied here: callers with any other mask refuse this kernel (see the top).
         out = jax.nn.dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, is_causal=True,
                                            implementation="cudnn")
         return out

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from petool_jax.attention import attend, causal_mask
+from petool_jax.attention import CAUSAL_ONLY_IMPLS, attend, causal_mask
 from petool_jax.config import LlamaConfig, RuntimeOptions
 from petool_jax.layers import Embed, Linear, RMSNorm
 from petool_jax.rope import apply_rope, rope_tables
@@ -103,6 +103,9 @@ class Llama(nn.Module):
         batch, length = tokens_BxT.shape
         if positions_BxT is None:
             positions_BxT = jnp.broadcast_to(jnp.arange(length), (batch, length))
+        if mask_BxTxS is not None and cache is None and opts.attention in CAUSAL_ONLY_IMPLS:
+            # The kernel would drop this mask (e.g. DPO's prefix sharing): refuse, never guess.
+            raise ValueError(f"attention={opts.attention} ignores an explicit mask; use attention=xla")
         if mask_BxTxS is None:
             if cache is not None:
                 raise ValueError("a cached call needs an explicit mask (see attention.cache_mask)")

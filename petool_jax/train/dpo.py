@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from petool_jax.attention import prefix_shared_mask
+from petool_jax.attention import prefix_shared_mask, require_mask_kernel
 from petool_jax.errors import UserError
 from petool_jax.model import Llama
 from petool_jax.sharding import mesh_rules
@@ -142,7 +142,13 @@ def precompute_reference(policy_model, params, batcher: PairBatcher, mesh, n_pai
     return out
 
 
+def check_attention(config: dict) -> None:
+    """Prefix-shared pairs need their mask (the rejected answer must not see the chosen one)."""
+    require_mask_kernel(config["attention"], "DPO (prefix-shared pairs)")
+
+
 def build_dpo_task(config: dict, policy, run_dir: pathlib.Path, log=print) -> tuple[Task, dict]:
+    check_attention(config)
     s = DPOSettings.from_config(config)
     data = config["data"]
     paths = data["train"] if isinstance(data["train"], list) else [data["train"]]
@@ -204,6 +210,7 @@ def _load_or_compute_reference(run_dir, policy, policy_model, batcher, n_pairs, 
 
 
 def run_dpo(config: dict) -> dict:
+    check_attention(config)  # before any weights are loaded
     maybe_initialize_distributed()
     run_dir = pathlib.Path(config["output_dir"])
     mesh = mesh_from_config(config)
