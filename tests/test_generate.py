@@ -71,13 +71,21 @@ def test_batched_mixed_lengths_equal_one_by_one(hf_model):
 def test_stop_tokens_end_each_row(hf_model):
     path, _ = hf_model
     bundle = load_model(path)
-    prompts = [[5, 6, 7], [8, 9, 10, 11, 12]]
-    free = generate_batch(bundle, prompts, max_new_tokens=12, batch_size=2, stop_ids=(), progress=False)
-    # Declare the 4th generated token of row 0 a stop token: row 0 ends before it.
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12], [300, 301], [42, 17, 99, 3]]
+    free = generate_batch(bundle, prompts, max_new_tokens=12, batch_size=4, stop_ids=(), progress=False)
+    # Declare the 4th generated token of row 0 a stop token: every row ends before its first
+    # occurrence of it, and a row without it runs to max_new_tokens unchanged.
     stop = free[0][3]
-    stopped = generate_batch(bundle, prompts, max_new_tokens=12, batch_size=2, stop_ids=(stop,), progress=False)
-    assert stopped[0] == free[0][:free[0].index(stop)]
-    assert stopped[1] == free[1][:free[1].index(stop)] if stop in free[1] else free[1]
+    stopped = generate_batch(bundle, prompts, max_new_tokens=12, batch_size=4, stop_ids=(stop,), progress=False)
+    with_stop = [i for i, row in enumerate(free) if stop in row]
+    without_stop = [i for i, row in enumerate(free) if stop not in row]
+    assert len(with_stop) >= 2 and without_stop  # the fixture exercises both branches
+    for i in with_stop:
+        assert stopped[i] == free[i][:free[i].index(stop)], i
+        assert len(stopped[i]) < len(free[i])
+    for i in without_stop:
+        assert stopped[i] == free[i], i
+        assert len(stopped[i]) == 12
 
 
 def test_sampling_is_seeded_and_top_p_tiny_is_greedy(hf_model):
