@@ -73,6 +73,10 @@ def run_command(args) -> int:
     from eval.options import RunOptions
     from eval.run import run_eval
 
+    if args.api_key is not None:
+        # On the command line a key lands in the process list and the shell history.
+        raise UserError("--api-key is not accepted (a key on the command line is visible in the process "
+                        "list and shell history): set OPENAI_API_KEY in the environment instead")
     v = _resolved(args)
     out = pathlib.Path(args.out)
     model = v["model"]
@@ -90,7 +94,7 @@ def run_command(args) -> int:
         batch_size=int(v["batch_size"]),
         dtype=v["dtype"],
         base_url=v["base_url"],
-        api_key=args.api_key,  # flag or, inside the client, OPENAI_API_KEY; never stored
+        api_key=None,  # the client reads OPENAI_API_KEY from the environment; never stored
         concurrency=int(v["concurrency"]),
         max_retries=int(v["max_retries"]),
         timeout_s=float(v["timeout"]),
@@ -165,8 +169,9 @@ def register(subparsers) -> None:
     run.add_argument("--seed", type=int)
     run.add_argument("--prompt-format", choices=("system_user", "alpaca_user"))
     run.add_argument("--dtype", help="JAX models: float32 | bfloat16")
-    run.add_argument("--base-url", help="API models: default OPENAI_BASE_URL")
-    run.add_argument("--api-key", help="API models: default OPENAI_API_KEY (never written anywhere)")
+    run.add_argument("--base-url", help="API models: default OPENAI_BASE_URL; the key is read from "
+                                         "OPENAI_API_KEY (environment only)")
+    run.add_argument("--api-key", help=argparse.SUPPRESS)  # refused: keys come from OPENAI_API_KEY only
     run.add_argument("--concurrency", type=int, help="API models: requests in flight")
     run.add_argument("--max-retries", type=int)
     run.add_argument("--timeout", type=float, help="API models: seconds per request")

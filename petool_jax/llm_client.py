@@ -1,8 +1,9 @@
 """The one client for every LLM and embedding call in the project (synthesis and API evaluation).
 
 Built over the `openai` package, pointed at any OpenAI-compatible server. What it adds:
-- an on-disk cache keyed by a hash of the request (model, messages or text, parameters;
-  never the key or the base URL), written atomically, so a rerun sends zero requests;
+- an on-disk cache keyed by a hash of the request (endpoint, model, messages or text,
+  parameters; never the key), written atomically, so a rerun sends zero requests; two
+  servers that serve a model of the same name never share answers;
 - bounded concurrency (a semaphore around the network call, threads in the *_many helpers);
 - its own retries with exponential backoff and full jitter on 429, 5xx, timeouts and
   connection errors (the openai client is built with max_retries=0 so retries are counted
@@ -11,7 +12,8 @@ Built over the `openai` package, pointed at any OpenAI-compatible server. What i
   number of times, else report a failure;
 - token and cost accounting in `client.stats`.
 
-The API key comes from the argument or OPENAI_API_KEY; it is never written to the cache,
+The API key comes from the argument or OPENAI_API_KEY (the command-line tools read it from
+the environment only, never from a flag); it is never written to the cache,
 logged, or left in an error message (errors are redacted before they are stored).
 """
 
@@ -27,6 +29,7 @@ import re
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -113,9 +116,22 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def request_key(kind: str, model: str, payload: Any) -> str:
-    """Hash of what determines the answer; the key and base URL are deliberately left out."""
-    return hashlib.sha256(canonical_json([kind, model, payload]).encode("utf-8")).hexdigest()
+# Where the openai package sends requests when no base URL is given.
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+
+
+def endpoint_of(base_url: str | None) -> str:
+    """The server a client talks to, normalised for the cache key: no trailing slash, and no
+    user:password@ part (the endpoint is written into cache records; credentials never are)."""
+    parts = urllib.parse.urlsplit((base_url or DEFAULT_ENDPOINT).rstrip("/"))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def request_key(kind: str, endpoint: str, model: str, payload: Any) -> str:
+    """Hash of what determines the answer: the server (two OpenAI-compatible servers may serve
+    different models under one name), the model and the request; never the API key."""
+    return hashlib.sha256(canonical_json([kind, endpoint, model, payload]).encode("utf-8")).hexdigest()
 
 
 def extract_json(text: str) -> Any:
@@ -201,6 +217,7 @@ class LLMClient:
         seed: int | None = None,
     ):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.endpoint = endpoint_of(self.base_url)  # part of every cache key
         # Kept private and out of repr/errors; see _redact.
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         self.cache = DiskCache(cache_dir)
@@ -333,7 +350,7 @@ class LLMClient:
     # ------------------------------------------------------------------ chat
     def chat(self, messages: Sequence[dict], model: str, **params: Any) -> ChatResult:
         messages = [dict(m) for m in messages]
-        key = request_key("chat", model, {"messages": messages, "params": params})
+        key = request_key("chat", self.endpoint, model, {"messages": messages, "params": params})
         with self._key_lock(key):
             record = self.cache.get(key)
             if record is not None:
@@ -358,7 +375,8 @@ class LLMClient:
             if text is None:
                 self._count(failures=1)
                 return ChatResult(None, False, "the answer has no message content", False, usage, attempts)
-            self.cache.put(key, {"kind": "chat", "model": model, "text": text, "usage": usage})
+            self.cache.put(key, {"kind": "chat", "endpoint": self.endpoint, "model": model, "text": text,
+                                 "usage": usage})
             return ChatResult(text, True, None, False, usage, attempts)
 
     def chat_many(
@@ -441,7 +459,7 @@ class LLMClient:
     def embed(self, texts: Sequence[str], model: str, batch_size: int = 128, progress: bool = False) -> list[list[float]]:
         """One vector per text, cached per (model, text). Raises LLMRequestError on a final failure."""
         texts = list(texts)
-        keys = [request_key("embed", model, {"input": t}) for t in texts]
+        keys = [request_key("embed", self.endpoint, model, {"input": t}) for t in texts]
         vectors: list[list[float] | None] = [None] * len(texts)
         missing: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
@@ -472,7 +490,8 @@ class LLMClient:
             self._account(model, usage.get("prompt_tokens", 0), 0)
             for key, item in zip(batch_keys, data):
                 vector = [float(x) for x in item.embedding]
-                self.cache.put(key, {"kind": "embed", "model": model, "embedding": vector})
+                self.cache.put(key, {"kind": "embed", "endpoint": self.endpoint, "model": model,
+                                     "embedding": vector})
                 for i in missing[key]:
                     vectors[i] = vector
 

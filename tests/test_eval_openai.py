@@ -77,7 +77,7 @@ def _rows(path):
 
 
 def test_openai_runner_retries_records_failures_and_resumes(tmp_path, server, monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # keys come from the environment only
     entries = _entries()
     data = write_json(tmp_path / "user_entries_test.json", entries)
     script = ScriptedChat(entries)
@@ -86,7 +86,7 @@ def test_openai_runner_retries_records_failures_and_resumes(tmp_path, server, mo
     command = ["eval", "run", "--model", "openai:fake-4o", "--data", str(data), "--out", str(out),
                "--settings", "p,r", "--base-url", server.base_url, "--timeout", "0.3",
                "--max-retries", str(MAX_RETRIES), "--backoff-base", "0.01", "--concurrency", "4"]
-    assert main(command + ["--api-key", SECRET]) == 0
+    assert main(command) == 0
 
     rows = _rows(out / "predictions.jsonl")
     keys = Counter((r["entry_id"], r["setting"]) for r in rows)
