@@ -13,6 +13,8 @@ the demo can all use it.
 
 from __future__ import annotations
 
+import re
+
 from petool_jax.petoolbench import INSTRUCTION_KEYS, history_of, split_tool_name
 
 
@@ -56,3 +58,63 @@ def preferred_visible(entry: dict, setting: str) -> bool:
     if INSTRUCTION_KEYS[setting] not in entry:
         return False
     return preferred_tool(entry) in history_tools(entry, setting)
+
+
+# --- non-functional attributes a reader of the entry can observe ---------------------------
+# The paper builds each user's tools by similarity of non-functional attributes (pricing,
+# authentication, documentation, ease of use, reliability). What of these an entry SHOWS is
+# little: for a candidate its document (parameter names, required count, tool name), for a
+# history tool only its calls (parameter names and count, tool name). These four attributes
+# are read the same way from both, so history tools and candidates can be compared: the
+# rule baseline's attribute evidence, and synthesis making hidden preferences inferable.
+
+ATTRIBUTES = ("authentication", "parameters", "naming", "versioned")
+_CREDENTIAL = re.compile(r"(api[_-]?key|apikey|token|secret|auth|password|access[_-]?key)", re.I)
+_VERSIONED = re.compile(r"_v\d+$|\bv\d+$", re.I)
+
+
+def _naming(names: list[str]) -> str:
+    """The parameter naming convention a provider uses: camel, snake, kebab, lower or none."""
+    styles = []
+    for name in names:
+        if re.search(r"[a-z][A-Z]", name):
+            styles.append("camel")
+        elif "_" in name:
+            styles.append("snake")
+        elif "-" in name:
+            styles.append("kebab")
+        else:
+            styles.append("lower")
+    if not styles:
+        return "none"
+    # Most common; ties by name so the answer never depends on parameter order.
+    return min(set(styles), key=lambda s: (-styles.count(s), s))
+
+
+def _bucket(count: int) -> str:
+    return "0" if count == 0 else "1-2" if count <= 2 else "3+"
+
+
+def _attributes(tool_name: str, names: list[str], count: int) -> dict:
+    return {
+        "authentication": "credential" if any(_CREDENTIAL.search(n) for n in names) else "none",
+        "parameters": _bucket(count),
+        "naming": _naming(names),
+        "versioned": "yes" if _VERSIONED.search(tool_of(tool_name)[1]) else "no",
+    }
+
+
+def call_attributes(call: dict) -> dict:
+    """Observable attributes of a history call's tool: its parameters as passed, its name."""
+    params = call.get("parameters") if isinstance(call.get("parameters"), dict) else {}
+    names = [str(k) for k in params]
+    return _attributes(str(call.get("tool_name", "")), names, len(names))
+
+
+def candidate_attributes(candidate: dict) -> dict:
+    """Observable attributes of a candidate API: its documented parameters (count: required)."""
+    def names(key: str) -> list[str]:
+        return [p["name"] for p in candidate.get(key) or [] if isinstance(p, dict) and isinstance(p.get("name"), str)]
+
+    required = names("required_parameters")
+    return _attributes(str(candidate.get("tool_name", "")), required + names("optional_parameters"), len(required))

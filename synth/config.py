@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from petool_jax.cli import UserError
+from synth.structure import check_structure_config
 
 SETTINGS = ("p", "r", "c")
 
@@ -63,8 +64,10 @@ DEFAULTS: dict[str, Any] = {
         "max_size": 8,
     },
     "preferences": {
-        "min_tools": 8,
-        "max_tools": 20,
+        # Preferred tools per user (the release's tool_comb: 2-37, median 24). Only tools with
+        # example calls can be preferred: the user's history is made of their calls.
+        "min_tools": 5,
+        "max_tools": 35,
         "jitter": 0.05,  # noise on attribute similarity so users sharing an anchor differ
         "anchor_tries": 5,
     },
@@ -72,9 +75,34 @@ DEFAULTS: dict[str, Any] = {
         "per_api": 2,  # examples wanted per API; the LLM writes the ones the pool lacks
     },
     "history": {
-        "min_len": 10,
+        # The p history is the user's last calls (release: 2-20, median 20); shorter than
+        # min_len and the instance is dropped. r/c show the shown rival's calls (rated 0, at
+        # most rated0_max, one per API, at most negative_fraction of max_len) plus the END of
+        # the p history (rated 1), so that r and c hold at most max_len calls.
+        "min_len": 2,
         "max_len": 20,
-        "negative_fraction": 0.25,  # share of non-preferred calls in r and c histories
+        "rated0_max": 5,
+        "negative_fraction": 0.75,
+    },
+    "structure": {
+        # Figures of the 612 released entries; with a harvested PEToolBench file in the pool
+        # (from_pool), its own history lengths, group sizes, same-category distractor share
+        # and query-in-history rate replace the four config figures below them.
+        "from_pool": True,
+        "visible_p": 0.46,  # a call of the preferred tool (another API than the truth) in p
+        "visible_rc": 0.39,  # ... in r/c (only where p shows it too)
+        "preferred_calls": [0.71, 0.19, 0.07, 0.03],  # 1, 2, 3, 4 such calls, when visible
+        "group_sizes": [0.68, 0.21, 0.11],  # 2 / 3 / 4+ same-functionality candidates
+        "same_category_share": 0.31,  # distractors from the ground truth's category
+        "query_in_history": 0.24,  # r/c: the rival called with the query's own text, rated 0
+        # Distractors are drawn among the ground truth's this many most similar APIs (name and
+        # description embeddings), in its category and outside it: the release's distractors are
+        # such near neighbours ("Get User Orders" beside getOrderById). 0: from the whole pool.
+        "distractor_nearest": 20,
+        # How strongly the user's other history tools are drawn among those sharing the
+        # preferred tool's observable attributes where it differs from its rivals (0: not at
+        # all; the weight of a tool is 1 + attribute_signal * shared distinguishing attributes).
+        "attribute_signal": 1.0,
     },
     "quality": {
         # Cut test queries out of the training data (training instances with that query, and
@@ -162,6 +190,9 @@ def _check(config: dict) -> None:
     if history["max_len"] < history["min_len"]:
         fail("history.max_len", f"{history['max_len']} is below history.min_len {history['min_len']}")
     fraction("history.negative_fraction", history["negative_fraction"])
+    integer("history.rated0_max", history["rated0_max"], 1)
+    integer("structure.distractor_nearest", config["structure"]["distractor_nearest"], 0)
+    check_structure_config(config)
     prefs = config["preferences"]
     integer("preferences.min_tools", prefs["min_tools"], 1)
     integer("preferences.max_tools", prefs["max_tools"], 1)
@@ -210,11 +241,29 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a mapping of config keys")
         _merge(config, data, str(path))
+    given = set()
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(config, key, value)
+        given.add(key)
     _check(config)
+    _offline_embeddings(config, "embedding.model" in given)
     return config
+
+
+def _offline_embeddings(config: dict, set_on_command_line: bool) -> None:
+    """llm.model=none means offline: the local embedding is implied, unless an API embedding
+    model was asked for explicitly on the command line (then the error names the key)."""
+    from synth.embeddings import LOCAL_MODELS
+
+    if not offline(config) or config["embedding"]["model"] in LOCAL_MODELS:
+        return
+    if set_on_command_line:
+        raise UserError(
+            f"llm.model=none runs offline, but embedding.model={config['embedding']['model']} needs the API: "
+            f"set embedding.model={LOCAL_MODELS[0]} (or leave embedding.model unset)"
+        )
+    config["embedding"]["model"] = LOCAL_MODELS[0]
 
 
 def offline(config: dict) -> bool:

@@ -1,112 +1,158 @@
-"""Stage e: the three kinds of interaction history for one instance.
+"""Stage e: the three interaction histories of one instance, in the released benchmark's structure.
 
-Calls come from the pool's examples. For a user, `preferred` calls are examples of APIs of
-the user's preferred tools; `non-preferred` calls are examples of the tools that compete
-with a preferred tool in one of the user's functionality groups. For an instance (a query
-in group g whose ground truth is preferred tool T):
+Measured on the 612 released entries (synth/structure_stats.py) and reproduced here:
 
-- p, preferred-only: one call of T (never the query itself) plus other preferred calls.
-- r, rating-integrated: preferred calls rated 1 (one of them of T) mixed with
-  non-preferred calls rated 0 (one of them of a competitor of T in g), shuffled.
-- c, chronological: the same kind of mix, non-preferred calls first, then preferred calls:
-  the user moved toward the preferred tools over time, so every call of a tool of g that
-  comes after the last competitor call is a call of T.
+- p, preferred-only: the user's last calls (history.max_len = 20 when the user has that
+  many), all of the user's preferred tools, never a rival's. A call of the preferred tool
+  (another of its APIs, never the ground-truth API) appears only in a share of instances
+  (structure.visible_p, 0.46); elsewhere the preference must be read from the
+  non-functional attributes the user's other tools share with it.
+- r, rating-integrated: calls of ONE rival tool rated 0 (one call per API, up to
+  history.rated0_max) plus the END of the p history rated 1, so that r holds at most
+  max_len calls; shuffled. The preferred tool is visible in r only if one of its calls lies
+  in that end (structure.visible_rc, 0.39, never more than p). In structure.query_in_history
+  of the instances (0.24) the rival is called with the query's own text and parameters.
+- c, chronological: exactly r's calls, the rated-0 ones first (in the rival's API order),
+  then the rated-1 ones in the p history's order.
 
-Lengths are drawn in [history.min_len, history.max_len]; history.negative_fraction of an
-r/c history is non-preferred (at least one). An instance that cannot get a call of T, or
-(for r/c) a competitor call, or min_len calls, is dropped and counted by the caller.
+Which other tools fill p: with structure.attribute_signal > 0, calls whose observable
+attributes (petool_jax.petoolbench_structure) match the preferred tool's where it differs
+from every rival are drawn more often, so the history carries the signal that makes a hidden
+preference inferable.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from synth.pool import Pool
+from petool_jax.petoolbench_structure import ATTRIBUTES, call_attributes
 
 
 class HistoryError(Exception):
-    """This instance cannot get a history that shows the preference (message: the reason)."""
+    """This instance cannot get a history of the required shape (message: the reason)."""
 
 
-def user_calls(pool: Pool, user: dict, groups: dict[str, list[str]]) -> tuple[list[dict], list[dict]]:
-    """(preferred calls, non-preferred calls) of a user, in a deterministic order; groups = pool.groups()."""
-    preferred_tools = set(user["preferred_tools"])
-    competitor_tools: set[str] = set()
-    for func in user["groups"]:
-        competitor_tools.update(pool.apis[k].tool_key for k in groups.get(func, []))
-    competitor_tools -= preferred_tools
-
-    def calls(tools: set[str]) -> list[dict]:
-        out = []
-        for tool in sorted(tools):
-            for key in pool.tools[tool].apis if tool in pool.tools else []:
-                for example in pool.apis[key].examples:
-                    out.append({"api": key, "tool": tool, "instruction": example["instruction"],
-                                "parameters": example["parameters"]})
-        return out
-
-    return calls(preferred_tools), calls(competitor_tools)
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one instance's histories must show (drawn by the caller)."""
+    p_length: int  # wanted p length (fewer when the user has fewer calls)
+    visible_p: bool
+    visible_rc: bool
+    preferred_calls: int  # calls of the preferred tool when visible
+    query_in_history: bool
 
 
-def _entry(call: dict, rating: int | None = None) -> dict:
+def as_entry(call: dict, rating: int | None = None) -> dict:
     item = {"instruction": call["instruction"], "tool_call": {"tool_name": call["api"], "parameters": call["parameters"]}}
     if rating is not None:
         item["rating"] = rating
     return item
 
 
-def _pick(rng: np.random.Generator, calls: list[dict], n: int) -> list[dict]:
+def _pick(rng: np.random.Generator, calls: list[dict], n: int, weights: np.ndarray | None = None) -> list[dict]:
+    """Up to n distinct calls (by instruction), drawn without replacement, weighted if given."""
     if n <= 0 or not calls:
         return []
-    idx = rng.choice(len(calls), size=min(n, len(calls)), replace=False)
-    return [calls[int(i)] for i in idx]
+    p = None if weights is None else weights / weights.sum()
+    out, seen = [], set()
+    for i in rng.choice(len(calls), size=len(calls), replace=False, p=p):
+        call = calls[int(i)]
+        if call["instruction"] not in seen:
+            seen.add(call["instruction"])
+            out.append(call)
+            if len(out) == n:
+                break
+    return out
 
 
-def _shuffle(rng: np.random.Generator, items: list) -> list:
-    return [items[int(i)] for i in rng.permutation(len(items))]
+def signal_weights(calls: list[dict], truth_attrs: dict, rival_attrs: list[dict], strength: float) -> np.ndarray:
+    """1 + strength * (distinguishing attributes of the truth that the call's tool shares)."""
+    distinguishing = [a for a in ATTRIBUTES if all(r[a] != truth_attrs[a] for r in rival_attrs)]
+    weights = np.ones(len(calls))
+    if strength > 0 and distinguishing:
+        for i, call in enumerate(calls):
+            attrs = call_attributes({"tool_name": call["api"], "parameters": call["parameters"]})
+            weights[i] += strength * sum(attrs[a] == truth_attrs[a] for a in distinguishing)
+    return weights
+
+
+def rival_calls(rng: np.random.Generator, rival: list[list[dict]], rival_group_api: str, query_call: dict | None,
+                n_max: int) -> list[dict]:
+    """One call for each of up to n_max APIs of the shown rival (rival: its calls per API, in its
+    API order), kept in that order. query_call: the rival's group API called with the query."""
+    apis = [i for i, calls in enumerate(rival) if calls]
+    if query_call is not None:
+        forced = next(i for i, calls in enumerate(rival) if calls and calls[0]["api"] == rival_group_api)
+        others = [i for i in apis if i != forced]
+        chosen = {forced} | {others[int(j)] for j in rng.permutation(len(others))[: n_max - 1]}
+    else:
+        chosen = {apis[int(j)] for j in rng.permutation(len(apis))[:n_max]}
+    out = []
+    for i in sorted(chosen):
+        if query_call is not None and rival[i][0]["api"] == rival_group_api:
+            out.append(query_call)
+        else:
+            out.append(rival[i][int(rng.integers(len(rival[i])))])
+    return out
 
 
 def build_histories(
     rng: np.random.Generator,
-    preferred: list[dict],
-    non_preferred: list[dict],
-    truth_tool: str,
-    group_tools: list[str],
-    query: str,
+    plan: Plan,
+    own: list[dict],
+    others: list[dict],
+    other_weights: np.ndarray,
+    rated0: list[dict],
     settings: list[str],
     min_len: int,
     max_len: int,
-    negative_fraction: float,
 ) -> dict[str, list[dict]]:
-    # Never show the query (or a call with its exact text) in its own history.
-    preferred = [c for c in preferred if c["instruction"] != query]
-    non_preferred = [c for c in non_preferred if c["instruction"] != query]
-    of_truth = [c for c in preferred if c["tool"] == truth_tool]
-    if not of_truth:
-        raise HistoryError("the preferred tool has no call other than the query to show")
-    rivals = [c for c in non_preferred if c["tool"] in group_tools and c["tool"] != truth_tool]
-    if not rivals and ("r" in settings or "c" in settings):
+    """own: calls of the preferred tool's other APIs; others: calls of the user's other
+    preferred tools (weights: signal_weights); rated0: the rival's calls (rival_calls).
+    Every list is already free of the query text (except a deliberate query call in rated0)."""
+    n0 = len(rated0)
+    if n0 == 0 and ("r" in settings or "c" in settings):
         raise HistoryError("no call of a competing tool for the rated/chronological history")
-    out = {}
-    for setting in settings:
-        length = int(rng.integers(min_len, max_len + 1))
-        first = _pick(rng, of_truth, 1)
-        rest_pos = [c for c in preferred if c is not first[0]]
-        if setting == "p":
-            calls = first + _pick(rng, rest_pos, length - 1)
-            if len(calls) < min_len:
-                raise HistoryError(f"only {len(calls)} preferred calls for history.min_len {min_len}")
-            out[setting] = [_entry(c) for c in _shuffle(rng, calls)]
-            continue
-        n_neg = max(1, round(length * negative_fraction))
-        rival = _pick(rng, rivals, 1)
-        negatives = rival + _pick(rng, [c for c in non_preferred if c is not rival[0]], n_neg - 1)
-        positives = first + _pick(rng, rest_pos, length - len(negatives) - 1)
-        if len(negatives) + len(positives) < min_len:
-            raise HistoryError(f"only {len(negatives) + len(positives)} calls for history.min_len {min_len}")
-        if setting == "r":
-            mixed = [(c, 0) for c in negatives] + [(c, 1) for c in positives]
-            out[setting] = [_entry(c, r) for c, r in _shuffle(rng, mixed)]
+    k = min(plan.preferred_calls, len(own)) if plan.visible_p else 0
+    if plan.visible_p and k == 0:
+        raise HistoryError("the preferred tool has no call of another API to show")
+    shown_own = _pick(rng, own, k)
+    filler = _pick(rng, others, plan.p_length - len(shown_own), other_weights)
+    length = len(shown_own) + len(filler)
+    if length < min_len:
+        raise HistoryError(f"only {length} calls of the user's preferred tools for history.min_len {min_len}")
+    n1 = min(length, max_len - n0)  # the end of p that r and c show, rated 1
+    tail_start = length - n1
+    # Positions of the preferred tool's calls: somewhere in the end r/c show (visible there),
+    # or all before it (visible in p only); at random otherwise.
+    positions = list(rng.permutation(length))
+    if shown_own:
+        head = [i for i in range(tail_start)]
+        tail = [i for i in range(tail_start, length)]
+        if plan.visible_rc or len(head) < len(shown_own):
+            first = int(tail[int(rng.integers(len(tail)))])
+            rest = [i for i in rng.permutation(length) if int(i) != first][: len(shown_own) - 1]
+            own_positions = [first] + [int(i) for i in rest]
         else:
-            out[setting] = [_entry(c) for c in _shuffle(rng, negatives) + _shuffle(rng, positives)]
+            own_positions = [head[int(i)] for i in rng.permutation(len(head))[: len(shown_own)]]
+        free = [int(i) for i in positions if int(i) not in set(own_positions)]
+        order: list[dict | None] = [None] * length
+        for pos, call in zip(own_positions, shown_own):
+            order[pos] = call
+        for pos, call in zip(sorted(free), [filler[int(i)] for i in rng.permutation(len(filler))]):
+            order[pos] = call
+        p_calls = [c for c in order if c is not None]
+    else:
+        p_calls = [filler[int(i)] for i in rng.permutation(len(filler))]
+    out: dict[str, list[dict]] = {}
+    if "p" in settings:
+        out["p"] = [as_entry(c) for c in p_calls]
+    ones = p_calls[tail_start:]
+    if "c" in settings:
+        out["c"] = [as_entry(c) for c in rated0] + [as_entry(c) for c in ones]
+    if "r" in settings:
+        mixed = [as_entry(c, 0) for c in rated0] + [as_entry(c, 1) for c in ones]
+        out["r"] = [mixed[int(i)] for i in rng.permutation(len(mixed))]
     return out

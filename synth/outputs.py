@@ -21,7 +21,9 @@ from synth.instances import INSTRUCTION_KEYS
 from synth.io import write_json
 from synth.prompts import tool_call_json
 
-DATASET_PREFIX = "petoolbench"
+# The names in the authors' dataset_sft/dataset_info.json and dataset_dpo/dataset_info.json, so
+# their LLaMA-Factory YAMLs (dataset: user_entries_sft_p, ...) find our files.
+DATASET_PREFIX = "user_entries"
 
 
 def sft_rows(entries: list[dict], setting: str) -> list[dict]:

@@ -56,7 +56,8 @@ def run_pipeline(config: dict, client: LLMClient | None = None) -> dict:
         timings[name] = round(time.monotonic() - t0, 3)
         return result
 
-    fp = fingerprint("pool", source_fingerprint(config["tool_pool"]))
+    # "v2": harvested pools also carry their structure figures (synth/structure.py).
+    fp = fingerprint("pool", "v2", source_fingerprint(config["tool_pool"]))
     pool_json, pool_report = timed("pool", fp, lambda: _load(config))
     pool = Pool.from_json(pool_json)
     reports = {"pool": pool_report}
@@ -84,7 +85,7 @@ def run_pipeline(config: dict, client: LLMClient | None = None) -> dict:
     apply_instructions(pool, result)
 
     t0 = time.monotonic()
-    entries, metas, reports["e/f histories and instances"] = build_instances(pool, users, config)
+    entries, metas, reports["e/f histories and instances"] = build_instances(pool, users, config, client)
     kept, kept_metas, quality = filter_instances(entries, metas, pool, config)
     if not kept:
         reasons = reports["e/f histories and instances"]["instances not built"]

@@ -88,6 +88,8 @@ class Pool:
         self.tools: dict[str, Tool] = {}
         self.apis: dict[str, Api] = {}
         self.report: dict[str, int] = {}
+        # Structure figures of harvested PEToolBench entries (synth/structure.py), None if none.
+        self.structure: dict | None = None
 
     def count(self, what: str, n: int = 1) -> None:
         self.report[what] = self.report.get(what, 0) + n
@@ -206,6 +208,7 @@ class Pool:
             "tools": [dataclasses.asdict(self.tools[k]) for k in sorted(self.tools)],
             "apis": [dataclasses.asdict(self.apis[k]) for k in sorted(self.apis)],
             "report": dict(sorted(self.report.items())),
+            "structure": self.structure,
         }
 
     @classmethod
@@ -218,4 +221,5 @@ class Pool:
             api = Api(**a)
             pool.apis[api.key] = api
         pool.report = dict(data.get("report", {}))
+        pool.structure = data.get("structure")
         return pool

@@ -1,6 +1,7 @@
 """Stage c: user preferences, i.e. each user's preferred tools, chosen by similarity of
 non-functional attributes.
 
+Only tools the user can be shown calling are candidates (offline: tools with example calls).
 A user starts from an anchor tool (drawn among tools that have functionally equivalent
 competitors) and likes the tools whose attribute profile is closest to the anchor's, e.g.
 "free and well documented", with a little per-user noise so users sharing an anchor differ.
@@ -42,7 +43,13 @@ def contested_groups(pool: Pool) -> dict[str, list[str]]:
 
 def run_preferences(pool: Pool, config: dict, client) -> tuple[dict, dict]:
     cfg = config["preferences"]
-    tools = sorted(k for k, t in pool.tools.items() if t.attributes is not None)
+    # A preferred tool must be one the user can be shown calling: offline that needs example
+    # calls in the pool; online stage d writes them for any documented API.
+    offline = str(config["llm"]["model"]).lower() == "none"
+    tools = sorted(
+        k for k, t in pool.tools.items() if t.attributes is not None
+        and any(pool.apis[a].examples if offline else pool.apis[a].documented for a in t.apis)
+    )
     groups_of = tool_groups(pool)
     contested = contested_groups(pool)
     anchors = sorted({t for members in contested.values() for t in members if t in set(tools)})

@@ -1,11 +1,14 @@
 """Quality checks in the spirit of APIGen: every instance passes format, execution-free
-semantic and preference checks, or it is dropped and counted under the check it failed.
+semantic and structure checks, or it is dropped and counted under the check it failed.
 
 Per instance: the prompts and candidates are valid JSON that the evaluation harness can
 take apart and put back byte for byte; there are exactly `candidates` distinct candidates;
-the ground truth is among them; its parameters are valid for its schema; each history shows
-the preference it claims (p: a call of the preferred tool; r: rating 1 exactly for preferred
-tools; c: the last call of a tool of the group is the preferred tool); no user is asked the
+the ground truth is among them; its parameters are valid for its schema; the histories have
+the released benchmark's structure (what every one of the 612 released entries satisfies,
+tests/test_synth_release.py): no history shows the ground-truth API itself; p holds no
+rival's call; r rates every call 0 or 1, holds a rival rated 0, rates only rivals 0 and
+never a rival 1; c holds exactly r's calls, the rated-0 ones first. Showing the
+preferred tool is NOT required: in the release most histories do not. No user is asked the
 same query twice. Across splits: train and test share no (user, query) and the leakage
 report lists test queries whose text occurs anywhere in the training data.
 """
@@ -14,41 +17,46 @@ from __future__ import annotations
 
 import json
 
-from petool_jax.petoolbench import render_instruction, split_instruction, split_tool_name
+from petool_jax.petoolbench import render_instruction, split_instruction
 from synth.instances import INSTRUCTION_KEYS
-from synth.pool import Pool, tool_key
+from synth.pool import Pool
+from synth.structure_stats import entry_facts
 
 CHECKS = (
     "valid JSON",
     "candidate count",
     "ground truth among candidates",
     "parameters valid for the ground-truth schema",
-    "history shows the preference",
+    "history has the release's structure",
     "duplicate query for the user",
 )
 
 
-def _tool_of(full_name: str) -> str:
-    category, tool, _ = split_tool_name(full_name)
-    return tool_key(category, tool)
+def structure_problem(entry: dict) -> str | None:
+    """What breaks the release's history structure in this entry, or None."""
+    facts = entry_facts(entry)
+    if any(facts["exact_api_in"].values()):
+        return "a history shows the ground-truth API"
+    if facts.get("rival_in_p"):
+        return "p shows a rival"
+    if "r_rival_rated0" in facts:
+        if facts["r_other_rating"]:
+            return "r has a rating other than 0/1"
+        if not facts["r_rival_rated0"]:
+            return "r has no rival rated 0"
+        if facts["r_rival_rated1"]:
+            return "r rates a rival 1"
+        if not facts["r_rated0_only_rivals"]:
+            return "r rates a call of a non-rival tool 0"
+        if facts["r_preferred_rated0"]:
+            return "r rates the preferred tool 0"
+    if facts.get("c_is_r_rated0_first") is False:
+        return "c is not r's calls with the rated-0 ones first"
+    return None
 
 
-def _history_problem(setting: str, history: list[dict], meta: dict) -> bool:
-    tools = [_tool_of(h["tool_call"]["tool_name"]) for h in history]
-    truth = meta["truth_tool"]
-    if setting == "p":
-        return truth not in tools or any(t not in meta["preferred_tools"] for t in tools)
-    if setting == "r":
-        preferred = set(meta["preferred_tools"])
-        if any(h.get("rating") != (1 if t in preferred else 0) for h, t in zip(history, tools)):
-            return True
-        return truth not in tools or not any(t in meta["group_tools"] and t != truth for t in tools)
-    in_group = [t for t in tools if t in meta["group_tools"]]
-    return not in_group or in_group[-1] != truth or in_group[0] == truth
-
-
-def failed_check(entry: dict, meta: dict, pool: Pool, config: dict) -> str | None:
-    """The first check this instance fails, or None."""
+def failed_check(entry: dict, meta: dict | None, pool: Pool, config: dict) -> str | None:
+    """The first check this instance fails, or None (meta is not needed: released entries pass too)."""
     try:
         candidates = json.loads(entry["apis_candidate"])
         histories = {}
@@ -71,8 +79,8 @@ def failed_check(entry: dict, meta: dict, pool: Pool, config: dict) -> str | Non
     api = pool.apis.get(truth["tool_name"])
     if api is None or not api.documented or api.problems(truth["parameters"]):
         return "parameters valid for the ground-truth schema"
-    if any(_history_problem(s, h, meta) for s, h in histories.items()):
-        return "history shows the preference"
+    if structure_problem(entry) is not None:
+        return "history has the release's structure"
     return None
 
 
@@ -109,12 +117,12 @@ def scrub_train(train: list[dict], metas: list[dict], test: list[dict], pool: Po
     """Remove test queries from the training side: a training instance whose query is a test
     query is dropped; a history call with a test query's text is cut out of the training
     histories (prompts re-rendered), and the instance is checked again (a history that no
-    longer shows the preference, or falls under history.min_len, is dropped).
+    loses the release's structure, or falls under history.min_len, is dropped).
     Returns (train, metas, {reason: count})."""
     banned = {e["query"] for e in test}
     counts = {"train instances dropped: query is a test query": 0, "history calls cut": 0,
               "train instances dropped: history too short after cutting": 0,
-              "train instances dropped: preference no longer shown": 0}
+              "train instances dropped: structure broken by the cut": 0}
     kept, kept_metas = [], []
     for entry, meta in zip(train, metas):
         if entry["query"] in banned:
@@ -133,7 +141,7 @@ def scrub_train(train: list[dict], metas: list[dict], test: list[dict], pool: Po
             counts["train instances dropped: history too short after cutting"] += 1
             continue
         if failed_check(entry, meta, pool, config) is not None:
-            counts["train instances dropped: preference no longer shown"] += 1
+            counts["train instances dropped: structure broken by the cut"] += 1
             continue
         kept.append(entry)
         kept_metas.append(meta)

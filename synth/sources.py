@@ -27,6 +27,8 @@ from typing import Any
 
 from petool_jax.cli import UserError
 from synth.pool import Pool
+from synth.structure import add_measurement, empty_measurement
+from synth.structure_stats import entry_facts
 
 _INSTRUCTION_KEYS = ("instruction_preferred", "instruction_ratings", "instruction_chronological")
 _HISTORY_MARKER = "Interaction history is:\n"
@@ -168,6 +170,9 @@ def _history(text: str) -> list:
 def _harvest_petoolbench(pool: Pool, entries: Any, file: Path, label: str) -> None:
     if not isinstance(entries, list):
         raise UserError(f"{file}: expected a JSON list of PEToolBench entries")
+    if pool.structure is None:
+        pool.structure = empty_measurement()
+    pool.structure["files"].append(label)
     for index, entry in enumerate(entries):
         where = f"{file}: entry {index}"
         if not isinstance(entry, dict):
@@ -219,3 +224,14 @@ def _harvest_petoolbench(pool: Pool, entries: Any, file: Path, label: str) -> No
                 continue
             api = pool.add_api(*parts, f"petoolbench:{label}:{field}")
             pool.add_example(api.key, instruction, call.get("parameters"))
+        _measure(pool, entry)
+
+
+def _measure(pool: Pool, entry: dict) -> None:
+    """The entry's structure (history lengths, groups, distractors) as a synthesis target."""
+    try:
+        facts = entry_facts(entry)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pool.count("entries whose structure could not be measured")
+        return
+    add_measurement(pool.structure, facts)

@@ -27,7 +27,12 @@ def test_preset_lists_every_key_with_the_default_values():
     assert _keys(preset) == _keys(DEFAULTS)
     config = load_config(PRESET, ["tool_pool=x.json"])
     assert config["candidates"] == 10 and config["settings"] == ["p", "r", "c"]
-    assert config["llm"]["model"] == "gpt-4o-mini" and config["history"] == {"min_len": 10, "max_len": 20, "negative_fraction": 0.25}
+    assert config["llm"]["model"] == "gpt-4o-mini"
+    assert config["history"] == {"min_len": 2, "max_len": 20, "rated0_max": 5, "negative_fraction": 0.75}
+    # The released benchmark's structure by default (../shared/petoolbench/README.md).
+    assert config["structure"]["visible_p"] == 0.46 and config["structure"]["visible_rc"] == 0.39
+    assert config["structure"]["group_sizes"] == [0.68, 0.21, 0.11]
+    assert config["structure"]["same_category_share"] == 0.31 and config["structure"]["query_in_history"] == 0.24
 
 
 def test_overrides_are_parsed_as_yaml(tmp_path):
@@ -50,7 +55,10 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("num_users=0", "config key 'num_users': expected an integer >= 1, got 0"),
         ("num_users=ten", "config key 'num_users': expected an integer >= 1, got 'ten'"),
         ("settings=p,x", "config key 'settings': expected a subset of p,r,c"),
-        ("history.max_len=2", "config key 'history.max_len': 2 is below history.min_len 10"),
+        ("history.max_len=2", "config key 'history.max_len': 2 is below history.min_len 3"),
+        ("structure.visible_rc=0.5", "config key 'structure.visible_rc': must not exceed structure.visible_p"),
+        ("structure.group_sizes=[1,2]", "config key 'structure.group_sizes': expected three weights"),
+        ("structure.visible_p=2", "config key 'structure.visible_p': expected a number in [0, 1], got 2"),
         ("test_fraction=1.5", "config key 'test_fraction': expected a number in [0, 1], got 1.5"),
         ("groups.verify_threshold=0.95", "config key 'groups.verify_threshold': must not exceed groups.same_threshold"),
         ("no_equals_sign", "override 'no_equals_sign': expected key=value"),
@@ -58,14 +66,14 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
 )
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(UserError) as err:
-        load_config(PRESET, ["tool_pool=x.json", override])
+        load_config(PRESET, ["tool_pool=x.json", "history.min_len=3", override])
     assert message in str(err.value)
 
 
 def test_unknown_key_in_the_file_names_file_and_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("tool_pool: x.json\nhistory:\n  min_len: 3\n  maxlen: 9\n")
-    with pytest.raises(UserError, match=r"c\.yaml: unknown key 'history\.maxlen'; known keys: max_len, min_len, negative_fraction"):
+    with pytest.raises(UserError, match=r"c\.yaml: unknown key 'history\.maxlen'; known keys: max_len, min_len, negative_fraction, rated0_max"):
         load_config(path)
 
 

@@ -76,43 +76,51 @@ def _users(out: Path) -> dict:
     return {u["user_id"]: set(u["preferred_tools"]) for u in load(out, "users.json")}
 
 
-def test_histories_show_the_preference(unscrubbed):
+def test_histories_have_the_released_structure(unscrubbed):
+    """Exact invariants of the release (synth/histories.py) on every synthesized entry."""
     out, _ = unscrubbed
     users = _users(out)
     manifest = {r["entry_id"]: r for r in load(out, "manifest.json")}
     entries = load(out, "user_entries_test.json") + load(out, "user_entries_train.json")
-    zero_ratings = 0
+    visible = {"p": 0, "r": 0}
     for entry in entries:
         row = manifest[entry["entry_id"]]
         preferred = users[row["user_id"]]
         truth_tool = row["preferred_tool"]
+        truth_api = entry["api_call_ground_truth"]["tool_name"]
         group_tools = {f"<{d['category_name']}>.<{d['tool_name']}>" for d in entry["apis_same_func"]}
         rivals = group_tools - {truth_tool}
         assert rivals and not rivals & preferred
 
         p = split_instruction(entry["instruction_preferred"])[1]
         p_tools = [tool_of(h["tool_call"]["tool_name"]) for h in p]
-        assert truth_tool in p_tools  # the preferred-only history shows the preferred tool
-        assert set(p_tools) <= preferred and all("rating" not in h for h in p)
-        assert 4 <= len(p) <= 8
+        assert set(p_tools) <= preferred and not set(p_tools) & rivals and all("rating" not in h for h in p)
+        assert 2 <= len(p) <= 8
+        visible["p"] += truth_tool in p_tools
 
         r = split_instruction(entry["instruction_ratings"])[1]
-        for h in r:
-            assert h["rating"] == (1 if tool_of(h["tool_call"]["tool_name"]) in preferred else 0)
-        r_tools = [tool_of(h["tool_call"]["tool_name"]) for h in r]
-        assert truth_tool in r_tools and any(t in rivals for t in r_tools)
-        assert 1 <= sum(h["rating"] == 0 for h in r) <= 2  # round(8 * 0.25) at most
-        zero_ratings += sum(h["rating"] == 0 for h in r)
+        zero = [h for h in r if h["rating"] == 0]
+        one = [h for h in r if h["rating"] == 1]
+        assert len(zero) + len(one) == len(r) <= 8
+        # Rated 0: calls of ONE rival, one per API; rated 1: the end of the p history.
+        assert len({tool_of(h["tool_call"]["tool_name"]) for h in zero}) == 1
+        assert tool_of(zero[0]["tool_call"]["tool_name"]) in rivals
+        assert len({h["tool_call"]["tool_name"] for h in zero}) == len(zero) <= 5
+        strip = [{k: v for k, v in h.items() if k != "rating"} for h in one]
+        assert sorted(map(json.dumps, strip)) == sorted(map(json.dumps, p[len(p) - len(one):]))
+        visible["r"] += truth_tool in [tool_of(h["tool_call"]["tool_name"]) for h in one]
 
         c = split_instruction(entry["instruction_chronological"])[1]
-        c_group = [tool_of(h["tool_call"]["tool_name"]) for h in c if tool_of(h["tool_call"]["tool_name"]) in group_tools]
-        assert c_group[0] in rivals and c_group[-1] == truth_tool  # moves toward, and ends on, the preferred tool
-        c_pref = [tool_of(h["tool_call"]["tool_name"]) in preferred for h in c]
-        assert c_pref == sorted(c_pref)  # every non-preferred call comes before every preferred one
+        # c: exactly r's calls, rated 0 first (the rival's API order), then p's end in p's order.
+        assert c[len(zero):] == p[len(p) - len(one):]
+        assert sorted(map(json.dumps, c[:len(zero)])) == sorted(
+            json.dumps({k: v for k, v in h.items() if k != "rating"}) for h in zero)
 
-        shown = {h["instruction"] for s in (p, r, c) for h in s}
-        assert entry["query"] not in shown
-    assert zero_ratings >= len(entries)
+        for h in p + r + c:
+            assert h["tool_call"]["tool_name"] != truth_api  # never the ground-truth API itself
+        assert entry["query"] not in {h["instruction"] for h in p + one}
+    # Both shown and hidden preferred tools occur, and r never shows more than p.
+    assert 0 < visible["r"] <= visible["p"] < len(entries)
 
 
 def test_sft_and_dpo_files_agree_with_the_train_entries(unscrubbed):
@@ -139,7 +147,9 @@ def test_sft_and_dpo_files_agree_with_the_train_entries(unscrubbed):
 def test_dataset_info_registers_every_file_in_llama_factory_format(unscrubbed):
     out, _ = unscrubbed
     info = load(out, "dataset_info.json")
-    assert sorted(info) == sorted(f"petoolbench_{kind}_{s}" for kind in ("sft", "dpo") for s in "prc")
+    # The authors' dataset names, so their LLaMA-Factory YAMLs find our files.
+    assert sorted(info) == sorted(f"user_entries_{kind}_{s}" for kind in ("sft", "dpo") for s in "prc")
+    assert all(spec["file_name"] == f"{name}.json" for name, spec in info.items())
     for name, spec in info.items():
         rows = load(out, spec["file_name"])
         assert rows, name

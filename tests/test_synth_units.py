@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 import synth_fixtures as fx
+from petool_jax import petoolbench as pb
 from petool_jax.petoolbench import render_instruction, split_instruction
 from synth.config import load_config
 from synth.embeddings import hash_embed
 from synth.groups import candidate_pairs, join
 from synth.instances import build_instances
 from synth.preferences import run_preferences, tool_groups
-from synth.quality import failed_check, filter_instances
+from synth.quality import failed_check, filter_instances, structure_problem
 from synth.sources import load_pool
 from synth.understanding import apply_understanding, heuristic_understanding, run_understanding
 
@@ -130,15 +131,36 @@ def test_each_quality_check_catches_its_fault(harvested):
     def flip_rating(e):
         _rewrite_history(e, "instruction_ratings", lambda h: h[0].update(rating=1 - h[0]["rating"]))
 
-    assert broken(flip_rating) == "history shows the preference"
+    assert broken(flip_rating) == "history has the release's structure"
+    flipped = copy.deepcopy(entry)
+    flipped_first = pb.history_of(flipped, "r")[0]
+    flip_rating(flipped)
+    assert structure_problem(flipped) == ("r rates a rival 1" if flipped_first["rating"] == 0
+                                          else "r rates a call of a non-rival tool 0")
 
-    def hide_truth(e):
-        truth_tool = meta["truth_tool"][1:-1].split(">.<")[1]
-        _rewrite_history(e, "instruction_preferred",
-                         lambda h: h.__setitem__(slice(None), [x for x in h if f"<{truth_tool}>" not in x["tool_call"]["tool_name"]]))
-
-    assert broken(hide_truth) == "history shows the preference"
-    assert broken(lambda e: _rewrite_history(e, "instruction_chronological", lambda h: h.reverse())) == "history shows the preference"
+    rival_call = next(h for h in pb.history_of(entry, "r") if h["rating"] == 0)
+    truth_call = {"instruction": "x", "tool_call": entry["api_call_ground_truth"]}
+    cases = {
+        "p shows a rival": lambda e: _rewrite_history(e, "instruction_preferred", lambda h: h.append(
+            {k: v for k, v in rival_call.items() if k != "rating"})),
+        "a history shows the ground-truth API": lambda e: _rewrite_history(e, "instruction_preferred",
+                                                                          lambda h: h.append(truth_call)),
+        "c is not r's calls with the rated-0 ones first": lambda e: _rewrite_history(
+            e, "instruction_chronological", lambda h: h.reverse()),
+        "r has no rival rated 0": lambda e: _rewrite_history(
+            e, "instruction_ratings", lambda h: h.__setitem__(slice(None), [x for x in h if x["rating"] == 1])),
+    }
+    for reason, change in cases.items():
+        e = copy.deepcopy(entry)
+        change(e)
+        assert structure_problem(e) == reason
+        assert failed_check(e, meta, pool, config) == "history has the release's structure"
+    # Hiding the preferred tool is allowed: most released histories do not show it.
+    hidden = copy.deepcopy(entry)
+    truth_tool = meta["truth_tool"][1:-1].split(">.<")[1]
+    _rewrite_history(hidden, "instruction_preferred",
+                     lambda h: h.__setitem__(slice(None), [x for x in h if f"<{truth_tool}>" not in x["tool_call"]["tool_name"]]))
+    assert structure_problem(hidden) is None
 
     kept, kept_metas, dropped = filter_instances([entry, copy.deepcopy(entry)] + entries[1:3], [meta, meta] + metas[1:3], pool, config)
     assert len(kept) == 3 and dropped["duplicate query for the user"] == 1
