@@ -1,5 +1,6 @@
 """Scoring on the real test_dev entries (skips without ../shared): the rule baseline's
-numbers pinned, and the paper scorer against the authors' on reformatted truths."""
+report against the authors' scorer and a direct classification of its wrong tools, and the
+paper scorer against the authors' on reformatted truths."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from eval.runners import Task
 from eval.runners.rule import RuleRunner
 from eval.scoring import build_report
 from petool_jax import petoolbench as pb
+from report_checks import authors_scores, tool_error_counts
 from test_eval_scoring_paper import authors_calculate_scores
 
 
@@ -21,15 +23,27 @@ def test_dev(shared_dir):
 
 def test_rule_baseline_on_test_dev(test_dev):
     rows = RuleRunner().run_batch([Task(e, s) for s in pb.SETTINGS for e in test_dev])
-    report, _ = build_report(test_dev, {(r["entry_id"], r["setting"]): r for r in rows}, pb.SETTINGS)
-    counts = {sc: {s: (m["n"], m["tool_correct"], m["param_correct"]) for s, m in by.items()}
-              for sc, by in report["scores"].items()}
-    assert counts == {
-        "paper": {"p": (612, 238, 206), "r": (612, 285, 204), "c": (612, 156, 207)},
-        "strict": {"p": (612, 238, 249), "r": (612, 285, 249), "c": (612, 156, 251)},
-    }
-    assert report["errors"]["all"]["preference_mismatch"] == 433
-    assert report["errors"]["all"]["functionality_mismatch"] == 724
+    by_key = {(r["entry_id"], r["setting"]): r for r in rows}
+    assert len(by_key) == 3 * 612
+    report, scored = build_report(test_dev, by_key, pb.SETTINGS)
+    for setting in pb.SETTINGS:
+        paper, strict = report["scores"]["paper"][setting], report["scores"]["strict"][setting]
+        assert paper["n"] == strict["n"] == 612
+        # Tool/Param Acc are the authors' own calculate_scores on the same responses.
+        assert (paper["tool_acc"], paper["param_acc"]) == authors_scores(test_dev, by_key, setting)
+        assert (paper["tool_correct"], paper["param_correct"]) == (round(612 * paper["tool_acc"]),
+                                                                   round(612 * paper["param_acc"]))
+        # The rule writes one clean JSON call: both scorers read the same tool.
+        assert strict["tool_correct"] == paper["tool_correct"]
+    # Parameters exactly equal to the truth are right for the strict scorer too.
+    assert all(r["strict_param"] for r in scored if r["paper_param"])
+    # Wrong tools, classified straight from the candidates and apis_same_func.
+    errors = tool_error_counts(test_dev, by_key, pb.SETTINGS)
+    for kind, count in errors.items():
+        assert report["errors"]["all"][kind] == count, kind
+    assert errors["tool_hallucination"] == 0  # the rule only ever picks a candidate
+    wrong_tools = sum(612 - report["scores"]["paper"][s]["tool_correct"] for s in pb.SETTINGS)
+    assert errors["preference_mismatch"] + errors["functionality_mismatch"] == wrong_tools
 
 
 @pytest.mark.parametrize("spell", [
