@@ -16,6 +16,7 @@ from petool_jax.errors import UserError  # re-exported: subcommands raise it
 # (module, ...) in the order they appear in `petool --help`.
 SUBCOMMAND_MODULES = (
     "petool_jax.commands.convert",
+    "petool_jax.commands.models",
     "petool_jax.commands.export",
     "petool_jax.commands.generate",
     "petool_jax.commands.init_model",
