@@ -98,11 +98,12 @@ DEFAULTS: dict[str, Any] = {
         # Distractors are drawn among the ground truth's this many most similar APIs (name and
         # description embeddings), in its category and outside it: the release's distractors are
         # such near neighbours ("Get User Orders" beside getOrderById). 0: from the whole pool.
-        "distractor_nearest": 20,
-        # How strongly the user's other history tools are drawn among those sharing the
-        # preferred tool's observable attributes where it differs from its rivals (0: not at
-        # all; the weight of a tool is 1 + attribute_signal * shared distinguishing attributes).
-        "attribute_signal": 1.0,
+        "distractor_nearest": 8,
+        # At least this share of the p history's calls of the user's OTHER tools (as far as
+        # the user has such calls) share the observable attributes in which the preferred tool
+        # differs from all its rivals: the signal that makes a hidden preference inferable.
+        # 0: drawn at random from all the user's calls.
+        "attribute_signal": 0.5,
     },
     "quality": {
         # Cut test queries out of the training data (training instances with that query, and

@@ -15,10 +15,11 @@ Measured on the 612 released entries (synth/structure_stats.py) and reproduced h
 - c, chronological: exactly r's calls, the rated-0 ones first (in the rival's API order),
   then the rated-1 ones in the p history's order.
 
-Which other tools fill p: with structure.attribute_signal > 0, calls whose observable
-attributes (petool_jax.petoolbench_structure) match the preferred tool's where it differs
-from every rival are drawn more often, so the history carries the signal that makes a hidden
-preference inferable.
+Which other tools fill p: at least structure.attribute_signal of those calls (as far as the
+user has them) are calls whose observable attributes (petool_jax.petoolbench_structure)
+match the preferred tool's wherever it differs from every rival; the rest are drawn from all
+of the user's calls. So the history carries the signal that makes a hidden preference
+inferable (the paper builds users by attribute similarity; this makes it visible).
 """
 
 from __future__ import annotations
@@ -51,13 +52,12 @@ def as_entry(call: dict, rating: int | None = None) -> dict:
     return item
 
 
-def _pick(rng: np.random.Generator, calls: list[dict], n: int, weights: np.ndarray | None = None) -> list[dict]:
-    """Up to n distinct calls (by instruction), drawn without replacement, weighted if given."""
+def _pick(rng: np.random.Generator, calls: list[dict], n: int) -> list[dict]:
+    """Up to n distinct calls (by instruction), drawn without replacement."""
     if n <= 0 or not calls:
         return []
-    p = None if weights is None else weights / weights.sum()
     out, seen = [], set()
-    for i in rng.choice(len(calls), size=len(calls), replace=False, p=p):
+    for i in rng.permutation(len(calls)):
         call = calls[int(i)]
         if call["instruction"] not in seen:
             seen.add(call["instruction"])
@@ -67,15 +67,17 @@ def _pick(rng: np.random.Generator, calls: list[dict], n: int, weights: np.ndarr
     return out
 
 
-def signal_weights(calls: list[dict], truth_attrs: dict, rival_attrs: list[dict], strength: float) -> np.ndarray:
-    """1 + strength * (distinguishing attributes of the truth that the call's tool shares)."""
+def signal_mask(calls: list[dict], truth_attrs: dict, rival_attrs: list[dict]) -> list[bool]:
+    """Per call: does its tool share every observable attribute in which the preferred tool
+    differs from all its rivals? (All False when no attribute tells them apart.)"""
     distinguishing = [a for a in ATTRIBUTES if all(r[a] != truth_attrs[a] for r in rival_attrs)]
-    weights = np.ones(len(calls))
-    if strength > 0 and distinguishing:
-        for i, call in enumerate(calls):
-            attrs = call_attributes({"tool_name": call["api"], "parameters": call["parameters"]})
-            weights[i] += strength * sum(attrs[a] == truth_attrs[a] for a in distinguishing)
-    return weights
+    if not distinguishing:
+        return [False] * len(calls)
+    out = []
+    for call in calls:
+        attrs = call_attributes({"tool_name": call["api"], "parameters": call["parameters"]})
+        out.append(all(attrs[a] == truth_attrs[a] for a in distinguishing))
+    return out
 
 
 def rival_calls(rng: np.random.Generator, rival: list[list[dict]], rival_group_api: str, query_call: dict | None,
@@ -103,14 +105,15 @@ def build_histories(
     plan: Plan,
     own: list[dict],
     others: list[dict],
-    other_weights: np.ndarray,
+    matching: list[bool],
+    signal: float,
     rated0: list[dict],
     settings: list[str],
     min_len: int,
     max_len: int,
 ) -> dict[str, list[dict]]:
     """own: calls of the preferred tool's other APIs; others: calls of the user's other
-    preferred tools (weights: signal_weights); rated0: the rival's calls (rival_calls).
+    preferred tools (matching: signal_mask); rated0: the rival's calls (rival_calls).
     Every list is already free of the query text (except a deliberate query call in rated0)."""
     n0 = len(rated0)
     if n0 == 0 and ("r" in settings or "c" in settings):
@@ -119,7 +122,11 @@ def build_histories(
     if plan.visible_p and k == 0:
         raise HistoryError("the preferred tool has no call of another API to show")
     shown_own = _pick(rng, own, k)
-    filler = _pick(rng, others, plan.p_length - len(shown_own), other_weights)
+    wanted = plan.p_length - len(shown_own)
+    signal_calls = [c for c, m in zip(others, matching) if m]
+    filler = _pick(rng, signal_calls, int(np.ceil(signal * wanted)))
+    taken = {c["instruction"] for c in filler}
+    filler += _pick(rng, [c for c in others if c["instruction"] not in taken], wanted - len(filler))
     length = len(shown_own) + len(filler)
     if length < min_len:
         raise HistoryError(f"only {length} calls of the user's preferred tools for history.min_len {min_len}")

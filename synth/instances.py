@@ -16,7 +16,7 @@ import numpy as np
 
 from petool_jax.petoolbench_structure import candidate_attributes
 from synth.embeddings import embed
-from synth.histories import HistoryError, Plan, build_histories, rival_calls, signal_weights
+from synth.histories import HistoryError, Plan, build_histories, rival_calls, signal_mask
 from synth.pool import Pool
 from synth.prompts import candidates_json, system_prompt
 from synth.structure import Targets, targets as make_targets
@@ -54,14 +54,17 @@ class _World:
         for key in documented:
             self.by_category.setdefault(pool.apis[key].category, []).append(key)
         self.categories = sorted(self.by_category)
+        self._calls: dict[str, list[list[dict]]] = {}
         self.func_of_tool: dict[str, set[str]] = {}
         for func, members in self.groups.items():
             for key in members:
                 self.func_of_tool.setdefault(pool.apis[key].tool_key, set()).add(func)
 
     def tool_calls(self, tool: str) -> list[list[dict]]:
-        """A tool's example calls, per API in the tool's API order."""
-        return [_calls(self.pool, k) for k in self.pool.tools[tool].apis] if tool in self.pool.tools else []
+        """A tool's example calls, per API in the tool's API order (built once per tool; read-only)."""
+        if tool not in self._calls:
+            self._calls[tool] = [_calls(self.pool, k) for k in self.pool.tools[tool].apis] if tool in self.pool.tools else []
+        return self._calls[tool]
 
     def query_fit_share(self) -> float:
         """Share of (API, other tool's API) pairs in a group where the first API's example
@@ -86,10 +89,12 @@ class _World:
         """The n of `keys` most similar to API `key` (all of them when n <= 0)."""
         if n <= 0 or len(keys) <= n:
             return keys
-        sims = self.vectors[[self.row[k] for k in keys]] @ self.vectors[self.row[key]]
-        # Rounded, ties by name: last-bit float differences must not change the choice.
-        order = sorted(range(len(keys)), key=lambda i: (-round(float(sims[i]), 6), keys[i]))
-        return [keys[i] for i in order[:n]]
+        rows = np.fromiter((self.row[k] for k in keys), dtype=np.int64, count=len(keys))
+        sims = np.round(self.vectors[rows] @ self.vectors[self.row[key]], 6)
+        # Rounded, ties by name (rows follow the sorted names): last-bit float differences
+        # must not change the choice.
+        order = np.lexsort((rows, -sims))[:n]
+        return [keys[int(i)] for i in order]
 
     def distractors(self, rng, truth_key: str, exclude: set[str], category: str, n: int, share: float,
                     nearest: int) -> list[str]:
@@ -238,8 +243,9 @@ def _instance(rng, world: _World, user: dict, func: str, truth_key: str, example
                     for api_calls in calls_of.get(tool, []) for c in api_calls if c["instruction"] != query]
     truth_attrs = candidate_attributes(pool.candidate(truth_key))
     rival_attrs = [candidate_attributes(pool.candidate(k)) for k in chosen_rivals]
-    weights = signal_weights(others_calls, truth_attrs, rival_attrs, float(config["structure"]["attribute_signal"]))
-    histories = build_histories(rng, plan, own, others_calls, weights, rated0, settings, hist["min_len"], hist["max_len"])
+    matching = signal_mask(others_calls, truth_attrs, rival_attrs)
+    histories = build_histories(rng, plan, own, others_calls, matching, float(config["structure"]["attribute_signal"]),
+                                rated0, settings, hist["min_len"], hist["max_len"])
     n = config["candidates"]
     distractors = world.distractors(rng, truth_key, set(members) | set(group), truth_api.category, n - len(group),
                                     t.same_category_share, config["structure"]["distractor_nearest"])

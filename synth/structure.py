@@ -70,8 +70,8 @@ def check_structure_config(config: dict) -> None:
         raise UserError("config key 'structure.group_sizes': expected three weights, for 2, 3 and 4+ same-functionality "
                         f"candidates, got {s['group_sizes']!r}")
     signal = s["attribute_signal"]
-    if isinstance(signal, bool) or not isinstance(signal, (int, float)) or signal < 0:
-        raise UserError(f"config key 'structure.attribute_signal': expected a number >= 0, got {signal!r}")
+    if isinstance(signal, bool) or not isinstance(signal, (int, float)) or not 0 <= signal <= 1:
+        raise UserError(f"config key 'structure.attribute_signal': expected a number in [0, 1], got {signal!r}")
 
 
 def targets(config: dict, measured: dict | None) -> Targets:
