@@ -118,13 +118,20 @@ def test_eval_run_with_a_jax_model_end_to_end(hf_model, tmp_path, monkeypatch, c
     assert len({rows[k]["response"] for k in rows}) == 9
     assert sum(len(tokenizer.encode(r["response"], add_special_tokens=False)) for r in rows.values()) >= 60
 
+    # The report states what the responses score: the authors' own scorer on them, every
+    # wrong answer classified once, and report.md's table row from the same numbers.
+    from report_checks import authors_scores, markdown_accuracy_row
+
     report = json.loads((out / "report.json").read_text())
-    for scorer in ("paper", "strict"):
-        for setting in pb.SETTINGS:
-            scores = report["scores"][scorer][setting]
-            assert scores["n"] == 3
-            assert 0.0 <= scores["tool_acc"] <= 1.0
-    assert (out / "report.md").is_file()
+    paper = [authors_scores(entries, rows, s) for s in pb.SETTINGS]
+    for setting, expected in zip(pb.SETTINGS, paper):
+        scores = report["scores"]["paper"][setting]
+        assert scores["n"] == report["scores"]["strict"][setting]["n"] == 3
+        assert (scores["tool_acc"], scores["param_acc"]) == expected
+        strict = report["scores"]["strict"][setting]
+        assert sum(report["errors"][setting].values()) == 3 - strict["call_correct"]
+    overall = tuple(sum(p[i] for p in paper) / 3 for i in (0, 1))
+    assert markdown_accuracy_row("paper", paper, overall) in (out / "report.md").read_text()
 
     # Rerunning the same command generates nothing and leaves the predictions as they were.
     before = path.read_bytes()
