@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "instances_per_user": 3,
     # Fraction of functionality groups whose instances go to the test split only.
     "holdout_groups": 0.0,
+    # A PEToolBench entry file (e.g. the evaluation half of a released file): stats.md then
+    # holds `petool synth compare`'s table of it against the synthesized test split.
+    "reference": None,
     "llm": {
         "model": "gpt-4o-mini",  # "none": offline (needs a pool that already has instructions)
         "base_url": None,  # default: OPENAI_BASE_URL, else the OpenAI API
@@ -175,6 +178,9 @@ def _check(config: dict) -> None:
     integer("instances_per_user", config["instances_per_user"], 1)
     fraction("test_fraction", config["test_fraction"])
     fraction("holdout_groups", config["holdout_groups"])
+    reference = config["reference"]
+    if reference is not None and (not isinstance(reference, str) or not Path(reference).is_file()):
+        fail("reference", f"expected the path of a PEToolBench entry file, got {reference!r} (no such file)")
     if not isinstance(config["output_dir"], str) or not config["output_dir"]:
         fail("output_dir", "expected a path")
     llm = config["llm"]

@@ -143,6 +143,18 @@ def write_stats(out: Path, config: dict, pool: Pool, stage_reports: dict, qualit
     lines.append(_table(["setting", "test instances", "SFT rows", "DPO rows"], [[s, len(test), len(train), len(train)] for s in settings]))
     lines.append("\n![settings](settings.png)\n")
 
+    if config.get("reference"):
+        from synth.compare import figures, markdown
+        from petool_jax.petoolbench import load_entries
+
+        compared = test or train
+        lines.append("\n## Structure against the reference\n")
+        lines.append(f"`petool synth compare` of the reference file against the synthesized "
+                     f"{'test' if test else 'train'} split ({len(compared)} entries); difference = synthesized - "
+                     "reference.\n\n")
+        lines.append(markdown(Path(config["reference"]).name, "synthesized", figures(load_entries(config["reference"])),
+                              figures(compared)))
+
     lines.append("\n## LLM failures\n")
     if failures:
         lines.append(_table(["stage", "item", "error"], [[f["stage"], f["item"], f["error"]] for f in failures[:50]]))
