@@ -157,7 +157,8 @@ def generate_batch(bundle: ModelBundle, prompts: list[list[int]], max_new_tokens
     if any(len(p) == 0 for p in prompts):
         raise ValueError("empty prompt")
     if stop_ids is None:
-        stop_ids = end_token_ids(bundle.tokenizer, bundle.config) if bundle.tokenizer else bundle.config.eos_token_ids
+        stop_ids = (end_token_ids(bundle.tokenizer, bundle.config, (bundle.path, bundle.base_path))
+                    if bundle.tokenizer else bundle.config.eos_token_ids)
     greedy = temperature <= 0.0
     prefill, decode = _compiled(bundle.config, bundle.options, max_new_tokens, greedy)
     mesh = bundle.mesh

@@ -1,5 +1,7 @@
-"""Tokenizers: loading one from a model directory, and training a small byte-level BPE
-with LLaMA-3's special tokens and chat template (for tiny models, tests and the demo)."""
+"""Tokenizers: loading one from a model directory, the ids that end a generation (from the
+model's own config, generation config, tokenizer and chat template, whatever the template:
+LLaMA-3, ChatML, ...), and training a small byte-level BPE with LLaMA-3's special tokens and
+chat template (for tiny models, tests and the demo)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ LLAMA3_CHAT_TEMPLATE = (
 )
 LLAMA3_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                          "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>")
-# Any of these ends a generation (LLaMA-3 uses all three).
+# The tokens that end a generation of the tokenizer trained below (its config lists them as
+# eos ids; end_token_ids reads them from there, never from this constant).
 LLAMA3_END_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")
 
 
@@ -32,13 +35,60 @@ def load_tokenizer(model_dir: str | pathlib.Path):
     return AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def end_token_ids(tokenizer, config=None) -> tuple[int, ...]:
-    """Token ids that end generation: the config's eos ids plus LLaMA-3's end tokens."""
+def _eos_ids(value) -> set[int]:
+    if value is None:
+        return set()
+    return {int(v) for v in value} if isinstance(value, (list, tuple)) else {int(value)}
+
+
+def generation_config_eos_ids(model_dir) -> set[int]:
+    """eos_token_id(s) of MODEL_DIR/generation_config.json, if there is one."""
+    if model_dir is None:
+        return set()
+    path = pathlib.Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return set()
+    try:
+        return _eos_ids(json.loads(path.read_text()).get("eos_token_id"))
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        raise UserError(f"{path}: bad eos_token_id ({err})") from None
+
+
+_TURN_SENTINEL = "PETOOL-ASSISTANT-TURN-SENTINEL"
+
+
+def turn_end_token_id(tokenizer) -> int | None:
+    """The special token the chat template writes right after an assistant message (the one
+    that closes the turn: <|eot_id|> for LLaMA-3, <|im_end|> for ChatML), or None when the
+    template puts no special token there or cannot render a user/assistant exchange."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _TURN_SENTINEL}]
+    try:
+        text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    except Exception:  # noqa: BLE001 - a template with other rules (roles, tools) simply tells us nothing
+        return None
+    if not isinstance(text, str) or _TURN_SENTINEL not in text:
+        return None
+    after = text[text.rindex(_TURN_SENTINEL) + len(_TURN_SENTINEL):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
+    special = set(tokenizer.all_special_ids) | {
+        i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)}
+    return ids[0] if ids and ids[0] in special else None
+
+
+def end_token_ids(tokenizer, config=None, model_dirs=()) -> tuple[int, ...]:
+    """Token ids that end generation, all read from the model's own files: the config's eos
+    ids, generation_config.json's eos ids (in any of `model_dirs`), the tokenizer's eos token,
+    and the token the chat template closes an assistant turn with."""
     ids = set(config.eos_token_ids if config is not None else ())
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[t] for t in LLAMA3_END_TOKENS if t in vocab)
+    for model_dir in (model_dirs if isinstance(model_dirs, (list, tuple)) else (model_dirs,)):
+        ids |= generation_config_eos_ids(model_dir)
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
+    turn_end = turn_end_token_id(tokenizer)
+    if turn_end is not None:
+        ids.add(turn_end)
     return tuple(sorted(ids))
 
 

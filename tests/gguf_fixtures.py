@@ -77,7 +77,7 @@ def write_tiny_gguf(path: pathlib.Path, tied: bool, seed: int = 0, arch: str = "
     config = transformers.LlamaConfig(
         vocab_size=len(tokens), hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=num_layers,
         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
-        max_position_embeddings=512, rope_theta=100000.0, rms_norm_eps=1e-5, initializer_range=0.1,
+        max_position_embeddings=4096, rope_theta=100000.0, rms_norm_eps=1e-5, initializer_range=0.1,
         tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(config).eval()
@@ -86,7 +86,7 @@ def write_tiny_gguf(path: pathlib.Path, tied: bool, seed: int = 0, arch: str = "
 
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name("tiny-chatml-llama")
-    writer.add_context_length(512)
+    writer.add_context_length(4096)
     writer.add_embedding_length(hidden)
     writer.add_block_count(num_layers)
     writer.add_feed_forward_length(ffn)

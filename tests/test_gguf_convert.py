@@ -26,10 +26,13 @@ def converted(request, tmp_path_factory):
     return request.param, tmp, ref, ref_tok
 
 
-def _chat_ids(tokenizer, text):
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                        tokenize=True)
+def _message_ids(tokenizer, messages):
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def _chat_ids(tokenizer, text):
+    return _message_ids(tokenizer, [{"role": "user", "content": text}])
 
 
 def test_config_and_files(converted):
@@ -116,3 +119,49 @@ def test_export_reloads_in_transformers(converted):
         np.testing.assert_allclose(model(tokens).logits.numpy(), ref(tokens).logits.numpy(), atol=1e-5)
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     assert tokenizer.chat_template == CHATML_TEMPLATE
+
+
+def _hf_greedy(ref, ids, n):
+    import torch
+
+    with torch.no_grad():
+        out = ref.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=2,
+                           pad_token_id=2)[0, len(ids):].tolist()
+    return out[:out.index(2)] if 2 in out else out
+
+
+def test_generate_chat_cli_uses_the_chatml_template(converted, capsys):
+    tie, tmp, ref, ref_tok = converted
+    if tie == "tied":
+        pytest.skip("checked on the untied model")
+    capsys.readouterr()
+    assert petool(["generate", "--model", str(tmp / "ckpt"), "--prompt", PROMPTS[0], "--chat", "--json",
+                   "--max-new-tokens", "16"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["token_ids"] == _hf_greedy(ref, _chat_ids(ref_tok, PROMPTS[0]), 16)
+
+
+def test_eval_run_prompts_and_stops_follow_the_chatml_tokenizer(converted, tmp_path):
+    from eval.predictions import load_predictions
+    from eval_fixtures import small_benchmark, write_json
+    from petool_jax import petoolbench as pb
+    from petool_jax.tokenizer import load_tokenizer
+
+    tie, tmp, ref, _ = converted
+    if tie == "tied":
+        pytest.skip("checked on the untied model")
+    entries = small_benchmark()[:2]
+    data = write_json(tmp_path / "user_entries_test.json", entries)
+    budget = 2200  # entry 1 (2,443 tokens) loses its oldest history entries, entry 2 fits
+    assert petool(["eval", "run", "--model", str(tmp / "ckpt"), "--data", str(data), "--out", str(tmp_path / "run"),
+                   "--settings", "p", "--max-new-tokens", "8", "--max-prompt-tokens", str(budget)]) == 0
+    rows = load_predictions(tmp_path / "run" / "predictions.jsonl", {e["entry_id"] for e in entries})
+    tok = load_tokenizer(tmp / "ckpt")
+    for entry in entries:
+        row = rows[(entry["entry_id"], "p")]
+        messages = pb.build_messages(entry, "p", row["n_dropped"])
+        prompt = _message_ids(tok, messages)
+        assert row["prompt_tokens"] == len(prompt) <= budget
+        assert row["shortened"] == (entry is entries[0])
+        assert tok.decode(prompt).endswith(entry["query"] + "<|im_end|>\n<|im_start|>assistant\n")
+        assert row["response"] == tok.decode(_hf_greedy(ref, prompt, 8), skip_special_tokens=True)

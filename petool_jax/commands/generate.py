@@ -8,10 +8,13 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="generate text from a prompt",
                               description="Generate from an HF directory or a petool model directory. "
-                              "Greedy at temperature 0 (the default); stops on any LLaMA-3 end token.")
+                              "Greedy at temperature 0 (the default); stops on any of the model's end tokens "
+                              "(config and generation_config eos ids, the tokenizer's eos token, the token "
+                              "its chat template closes an assistant turn with).")
     p.add_argument("--model", required=True, help="HF directory or petool model directory")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn of the chat template")
+    p.add_argument("--chat", action="store_true",
+                   help="wrap the prompt as a user turn of the model's own chat template")
     p.add_argument("--system", default=None, help="system message (with --chat)")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=0.0)
