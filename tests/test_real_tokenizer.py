@@ -14,8 +14,11 @@ tokenization for all 1,836 instances."""
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import statistics
+
+import numpy as np
 
 import pytest
 
@@ -63,14 +66,36 @@ def entries(shared_dir):
     return pb.load_entries(shared_dir / "petoolbench" / "test_dev.json.gz")
 
 
-_ENCODED: dict[str, list[int]] = {}
+_ENCODED: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
 
 
 def encode(tokenizer, text: str) -> list[int]:
-    """The tokenizer's own ids of `text` (memoised: the checks re-read the same texts)."""
-    if text not in _ENCODED:
+    """The tokenizer's own ids of `text`. The checks and the code under test re-read the same
+    texts (one encoding of a 10k-character prompt takes ~10 ms), so recent ones are kept."""
+    if text in _ENCODED:
+        _ENCODED.move_to_end(text)
+    else:
         _ENCODED[text] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(_ENCODED) > 256:
+            _ENCODED.popitem(last=False)
     return _ENCODED[text]
+
+
+class SharedEncodings:
+    """The tokenizer as the training code sees it, with apply_chat_template(tokenize=True)
+    rendering then encoding through `encode` (what transformers does, minus the repeats;
+    test_eval_runner_encodes_as_the_tokenizer checks the two agree)."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+
+    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True):
+        text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
+                                                   tokenize=False)
+        return encode(self._tokenizer, text) if tokenize else text
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
 
 
 def render(tokenizer, messages, answer=None) -> str:
@@ -104,8 +129,8 @@ def eval_prompts(tokenizer, entries):
         for setting in pb.SETTINGS:
             full = count(tokenizer, pb.build_messages(entry, setting))
             messages, n_dropped = pb.fit_messages(entry, setting, lambda m: count(tokenizer, m), EVAL_LIMIT)
-            out[entry["entry_id"], setting] = (full, messages, n_dropped, encode(tokenizer, render(tokenizer,
-                                                                                                 messages)))
+            ids = np.asarray(encode(tokenizer, render(tokenizer, messages)), np.int32)  # compact: 1,836 kept
+            out[entry["entry_id"], setting] = (full, messages, n_dropped, ids)
     return out
 
 
@@ -164,7 +189,8 @@ def test_eval_runner_encodes_as_the_tokenizer(tokenizer, entries, eval_prompts):
     for entry in entries[:20]:
         for setting in pb.SETTINGS:
             messages, _, ids = eval_prompts[entry["entry_id"], setting][1:]
-            assert _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)) == ids
+            assert _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)) == \
+                ids.tolist()
 
 
 def around_the_cutoff(eval_prompts):
@@ -233,7 +259,7 @@ def run_sft_and_dpo(tokenizer, entries, keys, shared_dir):
     from petool_jax.train.dpo_data import load_pairs
     from petool_jax.train.sft_data import ChatRenderer
 
-    renderer = ChatRenderer(tokenizer)
+    renderer = ChatRenderer(SharedEncodings(tokenizer))
     by_id = {e["entry_id"]: e for e in entries}
     pairs = load_pairs([str(shared_dir / "petoolbench" / "test_dev.json.gz")], list(pb.SETTINGS),
                        {"same_func": 1.0}, seed=0)
