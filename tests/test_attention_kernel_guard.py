@@ -99,6 +99,8 @@ def test_dpo_with_cudnn_is_refused_before_loading_anything(tmp_path, capsys):
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a CUDA device for cuDNN")
 def test_cudnn_causal_equals_xla_in_bfloat16_on_gpu():
+    """The one path that still takes cuDNN (causal, unpacked SFT); DPO never reaches it.
+    Skipped on CPU: it has not been run in a session without a GPU."""
     config = load_model_config("tiny")
     tokens = jnp.asarray(np.random.RandomState(0).randint(1, 500, (2, 128)), jnp.int32)
     params = Llama(config, RuntimeOptions()).init(jax.random.PRNGKey(0), tokens)["params"]
