@@ -65,15 +65,42 @@ LAYER_TENSORS = (
 )
 
 
+# ggml's numpy quantizer has no K-quants: their blocks are random bytes with the float16
+# scale fields set to small values. (type: [(byte offset of an f16 scale, value)])
+K_QUANT_SCALES = {
+    "Q2_K": [(80, 5e-4), (82, 2e-4)],
+    "Q3_K": [(108, 5e-4)],
+    "Q4_K": [(0, 5e-4), (2, 2e-4)],
+    "Q5_K": [(0, 5e-4), (2, 2e-4)],
+    "Q6_K": [(208, 5e-4)],
+}
+
+
+def random_k_quant(shape, kind: str, rng) -> np.ndarray:
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[kind]
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    rows, cols = shape
+    blocks = rng.integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
+    for offset, value in K_QUANT_SCALES[kind]:
+        blocks[..., offset:offset + 2] = np.frombuffer(np.float16(value).tobytes(), np.uint8)
+    return blocks.reshape(rows, -1)
+
+
 def write_tiny_gguf(path: pathlib.Path, tied: bool, seed: int = 0, arch: str = "llama",
-                    norm_type: str = "F32", num_layers: int = 2) -> dict:
-    """Write the GGUF; return {"heads", "kv_heads", "vocab"}."""
+                    norm_type: str = "F32", num_layers: int = 2, types: dict | None = None,
+                    hidden: int = 64) -> dict:
+    """Write the GGUF; return {"heads", "kv_heads", "vocab"}. `types` overrides the ggml type of
+    GGUF tensor names ("blk.{i}.attn_q.weight": "Q4_K"); K-quants need hidden >= 256."""
     import gguf
     import torch
     import transformers
 
     tokens, merges = train_chatml_bpe()
-    heads, kv_heads, head_dim, hidden, ffn = 4, 2, 16, 64, 128
+    heads, kv_heads = 4, 2
+    head_dim, ffn = hidden // heads, 2 * hidden
+    types = types or {}
     config = transformers.LlamaConfig(
         vocab_size=len(tokens), hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=num_layers,
         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
@@ -117,14 +144,18 @@ def write_tiny_gguf(path: pathlib.Path, tied: bool, seed: int = 0, arch: str = "
             writer.add_tensor(name, weight.astype(np.float16))
         elif kind == "F64":
             writer.add_tensor(name, weight.astype(np.float64))
+        elif kind in K_QUANT_SCALES:
+            qtype = gguf.GGMLQuantizationType[kind]
+            writer.add_tensor(name, random_k_quant(weight.shape, kind, rng), raw_dtype=qtype)
         else:
             qtype = gguf.GGMLQuantizationType[kind]
             writer.add_tensor(name, gguf.quants.quantize(weight.astype(np.float32), qtype), raw_dtype=qtype)
 
-    add("token_embd.weight", state["model.embed_tokens.weight"], "Q8_0")
+    add("token_embd.weight", state["model.embed_tokens.weight"], types.get("token_embd.weight", "Q8_0"))
     for i in range(num_layers):
         for gguf_name, hf_name, kind in LAYER_TENSORS:
             w = state[hf_name.format(i=i)]
+            kind = types.get(gguf_name, kind)
             if "norm" in gguf_name:
                 w = w + 0.1 * rng.standard_normal(w.shape).astype(np.float32)  # not all ones
                 kind = norm_type
@@ -136,7 +167,7 @@ def write_tiny_gguf(path: pathlib.Path, tied: bool, seed: int = 0, arch: str = "
     add("output_norm.weight", state["model.norm.weight"] + 0.1 * rng.standard_normal(hidden).astype(np.float32),
         norm_type)
     if not tied:
-        add("output.weight", state["lm_head.weight"], "F16")
+        add("output.weight", state["lm_head.weight"], types.get("output.weight", "F16"))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -165,3 +165,61 @@ def test_eval_run_prompts_and_stops_follow_the_chatml_tokenizer(converted, tmp_p
         assert row["shortened"] == (entry is entries[0])
         assert tok.decode(prompt).endswith(entry["query"] + "<|im_end|>\n<|im_start|>assistant\n")
         assert row["response"] == tok.decode(_hf_greedy(ref, prompt, 8), skip_special_tokens=True)
+
+
+def test_every_dequantizable_type_matches_transformers(tmp_path):
+    """BF16, Q4_0, Q5_0, Q5_1 and the K-quants Q2_K..Q6_K (blocks of 256: hidden 256)."""
+    import jax.numpy as jnp
+    import torch
+    import transformers
+
+    from petool_jax.loading import load_model
+
+    types = {"token_embd.weight": "Q5_0", "output.weight": "BF16", "blk.{i}.attn_q.weight": "Q4_K",
+             "blk.{i}.attn_k.weight": "Q5_K", "blk.{i}.attn_v.weight": "Q6_K", "blk.{i}.attn_output.weight": "Q2_K",
+             "blk.{i}.ffn_gate.weight": "Q3_K", "blk.{i}.ffn_up.weight": "Q4_0", "blk.{i}.ffn_down.weight": "Q5_1"}
+    write_tiny_gguf(tmp_path / "k.gguf", tied=False, num_layers=1, hidden=256, types=types)
+    assert petool(["convert", "--gguf", str(tmp_path / "k.gguf"), "--out", str(tmp_path / "ckpt")]) == 0
+    marker = json.loads((tmp_path / "ckpt" / "petool_model.json").read_text())
+    assert set(marker["gguf_tensor_types"]) == set(types.values()) | {"F32"}
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="k.gguf", dtype=torch.float32)
+    bundle = load_model(tmp_path / "ckpt", dtype="float32")
+    tokens = (np.arange(96, dtype=np.int64) * 7919) % ref.config.vocab_size
+    with torch.no_grad():
+        want = ref(torch.from_numpy(tokens[None])).logits[0].numpy()
+    got = np.asarray(bundle.model.apply({"params": bundle.params}, jnp.asarray(tokens[None]))[0])[0]
+    assert np.abs(got - want).max() <= 1e-4 and np.abs(want).max() > 0.1
+
+
+@pytest.mark.slow  # ~20 s; the ChatML masks themselves are checked in test_chatml_training.py
+def test_sft_trains_on_the_converted_model(converted, tmp_path):
+    """One LoRA SFT step on the ChatML model: the loss is the masked cross-entropy of the
+    assistant turns under transformers' GGUF-loaded model (LoRA B starts at zero)."""
+    import torch
+
+    from train_fixtures import write_sft
+
+    tie, tmp, ref, _ = converted
+    if tie == "tied":
+        pytest.skip("checked on the untied model")
+    write_sft(tmp_path / "sft.json", 2, seed=1, history_len=1)
+    out = tmp_path / "run"
+    assert petool(["train", "sft", f"model={tmp / 'ckpt'}", f"data.train={tmp_path / 'sft.json'}",
+                   f"output_dir={out}", "max_steps=1", "batch_size=2", "micro_batch_size=2", "max_seq_len=2048",
+                   "lora.rank=8", "dtype=float32", "param_dtype=float32", "log_every=1", "mesh.data=1", "mesh.fsdp=1",
+                   "mesh.tensor=1"]) == 0
+    [metrics] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    from petool_jax.tokenizer import load_tokenizer
+    from petool_jax.train.sft_data import ChatRenderer, load_sft_examples, tokenize_example
+
+    renderer = ChatRenderer(load_tokenizer(tmp / "ckpt"))
+    total, count = 0.0, 0
+    for example in load_sft_examples([str(tmp_path / "sft.json")], ["p"]):
+        row = tokenize_example(renderer, example, "system_user", 2048)
+        ids, mask = torch.tensor([row["input_ids"]]), torch.tensor(row["assistant_mask"][1:], dtype=torch.bool)
+        with torch.no_grad():
+            logp = torch.log_softmax(ref(ids).logits[0, :-1].double(), -1)
+        nll = -logp[torch.arange(len(mask)), ids[0, 1:]][mask]
+        total, count = total + float(nll.sum()), count + int(mask.sum())
+    assert metrics["loss"] == pytest.approx(total / count, abs=1e-4)
