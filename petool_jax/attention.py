@@ -72,13 +72,23 @@ def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, impl: str = "xla"):
         out = jax.nn.dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, is_causal=True,
                                            implementation="cudnn")
         return out
+    # The G query heads sharing a KV head are folded into the query axis (Q = G*T) so both
+    # products are plain 4-D batched matmuls over (B, K): on XLA:CPU the equivalent 5-D
+    # einsums ("btkgh,bskh->bkgts") and the 5-D mask/softmax ran 2-2.7x slower (forward) and
+    # ~2x slower (backward) at T=1024, with bitwise-equal results.
     groups = num_heads // num_kv
-    q = q_BxTxNxH.reshape(batch, q_len, num_kv, groups, head_dim)
-    scores_BxKxGxTxS = jnp.einsum("btkgh,bskh->bkgts", q, k_BxSxKxH,
-                                  preferred_element_type=jnp.float32)
-    scores_BxKxGxTxS = scores_BxKxGxTxS * (head_dim ** -0.5)
+    kv_len = k_BxSxKxH.shape[1]
+    q_BxKxQxH = (q_BxTxNxH.reshape(batch, q_len, num_kv, groups, head_dim).transpose(0, 2, 3, 1, 4)
+                 .reshape(batch, num_kv, groups * q_len, head_dim))
+    k_BxKxSxH = k_BxSxKxH.transpose(0, 2, 1, 3)
+    v_BxKxSxH = v_BxSxKxH.transpose(0, 2, 1, 3)
+    scores_BxKxQxS = jnp.einsum("bkqh,bksh->bkqs", q_BxKxQxH, k_BxKxSxH, preferred_element_type=jnp.float32)
+    scores_BxKxQxS = scores_BxKxQxS * (head_dim ** -0.5)
+    mask_Bx1xQxS = jnp.broadcast_to(mask_BxTxS[:, None, None], (batch, 1, groups, q_len, kv_len)).reshape(
+        batch, 1, groups * q_len, kv_len)
     big_neg = jnp.finfo(jnp.float32).min
-    scores_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None, :, :], scores_BxKxGxTxS, big_neg)
-    probs = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
-    out = jnp.einsum("bkgts,bskh->btkgh", probs, v_BxSxKxH)
-    return out.reshape(batch, q_len, num_heads, head_dim)
+    scores_BxKxQxS = jnp.where(mask_Bx1xQxS, scores_BxKxQxS, big_neg)
+    probs = jax.nn.softmax(scores_BxKxQxS, axis=-1).astype(v_BxSxKxH.dtype)
+    out_BxKxQxH = jnp.einsum("bkqs,bksh->bkqh", probs, v_BxKxSxH)
+    return (out_BxKxQxH.reshape(batch, num_kv, groups, q_len, head_dim).transpose(0, 3, 1, 2, 4)
+            .reshape(batch, q_len, num_heads, head_dim))
