@@ -223,3 +223,40 @@ def test_sft_trains_on_the_converted_model(converted, tmp_path):
         nll = -logp[torch.arange(len(mask)), ids[0, 1:]][mask]
         total, count = total + float(nll.sum()), count + int(mask.sum())
     assert metrics["loss"] == pytest.approx(total / count, abs=1e-4)
+
+
+def test_sentencepiece_vocabulary_goes_through_transformers(tmp_path):
+    """tokenizer.ggml.model = llama (sentencepiece, LLaMA-2 style): transformers' GGUF tokenizer
+    import builds it; the files written encode like transformers' own loading of the GGUF."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    from petool_jax.gguf_file import open_gguf
+    from petool_jax.gguf_tokenizer import write_tokenizer_files
+
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + [
+        "\u2581", "h", "i", "\u2581h", "\u2581hi", "e", "l", "o", "\u2581hel", "lo", "\u2581hello"]
+    path = tmp_path / "sp.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * 259 + [-float(i) for i in range(1, 12)])
+    writer.add_token_types([2, 3, 3] + [6] * 256 + [1] * 11)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+    writer.add_chat_template("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}</s>{% endfor %}")
+    writer.add_tensor("x", np.zeros(4, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    (tmp_path / "tok").mkdir()
+    write_tokenizer_files(open_gguf(path), path, tmp_path / "tok")
+    ours = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    ref = AutoTokenizer.from_pretrained(tmp_path, gguf_file="sp.gguf")
+    for text in ("hi hello", "hello hi ih", "oh"):
+        assert ours(text)["input_ids"] == ref(text)["input_ids"], text
+    assert ours("hi")["input_ids"][:2] == [1, tokens.index("\u2581hi")]  # add_bos_token
+    assert ours.eos_token == "</s>" and ours.chat_template.startswith("{% for m in messages %}")
