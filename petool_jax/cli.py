@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "eval.cli",
     "synth.cli",
     "petool_jax.commands.demo",
+    "petool_jax.commands.experiment",
 )
 
 

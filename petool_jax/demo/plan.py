@@ -1,42 +1,49 @@
-"""The demo's sizes: how much data, how big a model, how many steps.
+"""The demo's sizes: how much data, which model, how many steps.
 
-FULL was tuned on the demo's own synthetic data only, to finish in about 9 minutes on a
-2-core CPU with under 2 GB of memory, while the trained model beats random choice among
-candidates by about 2x on Tool Acc. SMOKE runs every stage with tiny sizes for the tests.
+Two kinds of plan:
 
-Why these shapes: on a CPU the attention over the prompt dominates, so the demo shortens
-prompts rather than the model: 5 candidates instead of PEToolBench's 10 and 3-5 history
-calls instead of ~20 (the prompt wording, the three settings and the JSON formats are the
-benchmark's). Prompts are then ~800 tokens of the demo's own BPE.
+- `pretrained` (default, `SMOLLM2`): SmolLM2-135M-Instruct (30 layers, hidden 576, ChatML),
+  fetched with `petool models fetch`, then LoRA SFT, LoRA DPO (reference = the base model,
+  as the authors' run), export, eval. `SMOLLM2_SMOKE` runs the same stages with a tiny model
+  made on the spot (or a GGUF given with `petool demo --model FILE.gguf`).
+- `tiny` (`petool demo --model tiny`, and the fallback when the fetch is impossible): the
+  earlier from-scratch path: a BPE tokenizer and a 0.43 M-parameter LLaMA trained from
+  random weights (warm-up, SFT, DPO). `TINY_SMOKE` is its test size.
 
-What tuning found (2-core CPU, teacher-forced probes on held-out demo rows):
-- Many small steps beat few big ones at equal wall time. Warm-up on (instruction -> call)
-  pairs at 250 steps x 64 copied no parameter value; 1000 steps x 16 (about 3 minutes)
-  got 65% of held-out calls right apart from the provider. That is most of the Param Acc.
-- The preferred provider is never learned in this budget. The probe measures the
-  provider token after `<Category>.<`, which should be copied from the matching history
-  call. It stayed at the uniform-guess level (about 35%) in every variant tried:
-  - 2 or 4 layers;
-  - history warm-up of up to 900 steps x 8, with or without loss on the prompt tokens
-    (an experimental trainer flag, not kept);
-  - preferred-only histories alone;
-  - a tokenizer that made each `<Category>.<Tool>` a single token (39%).
-  The last one rules out the two-token induction pattern as the only obstacle. Within
-  ~1,000 small steps, the model simply does not learn to use the history. Given more
-  time it does: a history warm-up of 3000 steps x 8 (about 15 minutes on its own) lifted
-  the probe to 55%. That does not fit the 15-minute budget next to SFT, DPO and eval.
-  So the demo's model learns the call format, the functionality and the parameters, and
-  the report says outright that it does not learn the preference (report.findings).
+Why the SmolLM2 plan has these sizes (2-core CPU, budget 20 minutes and 8 GB for the whole run
+including the fetch; figures measured in this project, see the README):
+
+- Cost. On 2 cores a 135M model forwards ~450 tokens/s when it has the machine to itself
+  (about 130-170 tokens/s measured while four other jobs shared it), so one ~950-token prompt
+  costs ~2 s to evaluate and ~5 s to train on (LoRA: forward + activation gradients). Prompts
+  are therefore short: 5 candidates (the release has 10) and histories of at most 5 calls
+  (release: up to 20), keeping the release's wording, JSON formats and structure (preferred
+  tool visible in p ~46% / r,c ~39%; r holds a rival rated 0; c = r reordered). That makes
+  ~950 tokens per prompt; the candidate list is half of it.
+- LoRA, not full fine-tuning (measured, see `SFT_CHOICE` below): per CPU minute it learned at
+  least as much, and its step is cheaper (no weight gradients, no Adam state for 135M
+  weights, so the peak memory stays well under 8 GB with micro-batches of 2 and no remat).
+- Evaluation dominates the budget: 3 models x 3 settings x N prompts. N = 40 test entries
+  gives a standard error of about 7-8 points on a 50% accuracy, enough to separate the
+  targets (2x random = ~40%; untrained ~0%); the untrained model (which does not write the
+  call format zero-shot) gets the same entries but only `untrained_max_new_tokens`.
+- SFT gets most of the remaining time; DPO a short run (its pairs share the prompt: one
+  sequence per pair, plus the base-model reference forward).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+# Measured LoRA vs full fine-tuning on SmolLM2 (demo-shaped prompts; filled in by the
+# measurement recorded in the README's demo section).
+SFT_CHOICE = "lora"
+
 
 @dataclasses.dataclass(frozen=True)
 class DemoPlan:
     name: str
+    kind: str  # "pretrained" (SmolLM2) or "tiny" (from scratch)
     # synthesis (petool synth keys)
     num_users: int
     instances_per_user: int
@@ -46,15 +53,15 @@ class DemoPlan:
     history_max: int
     preferred_min: int
     preferred_max: int
-    # tokenizer and model (HF field names)
+    # tokenizer and model (HF field names; the tiny model, and the smoke stand-in of SmolLM2)
     tokenizer_vocab: int
     hidden_size: int
     intermediate_size: int
     num_hidden_layers: int
     num_attention_heads: int
     num_key_value_heads: int
-    # training: warm-up on (instruction -> call) pairs, then on histories without candidates
-    # (warmup.py), then personalized SFT on the full prompts, then DPO
+    # training: (tiny only) warm-up on (instruction -> call) pairs, then on histories without
+    # candidates (warmup.py); then personalized SFT on the full prompts, then DPO
     calls_steps: int
     calls_batch: int
     calls_lr: float
@@ -77,22 +84,39 @@ class DemoPlan:
     eval_limit: int | None  # test entries per setting (None = all)
     eval_batch: int
     max_new_tokens: int
+    # pretrained plans
+    model: str = ""  # petool models name
+    lora_rank: int = 0  # 0 = full fine-tuning
+    lora_alpha: float = 16.0
+    micro_batch: int = 0  # 0 = the whole batch at once
+    rated0_max: int = 5  # r/c: at most this many rival calls rated 0
+    negative_fraction: float = 0.75
+    untrained_max_new_tokens: int = 0  # 0 = max_new_tokens
+    sft_samples: int = 0  # training rows taken per setting file (0 = sft_steps x sft_batch)
+    dpo_samples: int = 0  # pairs taken per setting file (0 = dpo_steps x dpo_batch)
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
     def synth_overrides(self) -> dict:
+        history = {"min_len": self.history_min, "max_len": self.history_max}
+        if self.kind == "pretrained":
+            # synth's release structure (visible rates, rivals rated 0, c = r reordered) is its
+            # default; only the sizes are the demo's.
+            history.update(rated0_max=self.rated0_max, negative_fraction=self.negative_fraction)
+        else:
+            history["negative_fraction"] = 0.25
         return {
             "num_users": self.num_users, "instances_per_user": self.instances_per_user,
-            "test_fraction": self.test_fraction, "candidates": self.candidates,
-            "history": {"min_len": self.history_min, "max_len": self.history_max, "negative_fraction": 0.25},
+            "test_fraction": self.test_fraction, "candidates": self.candidates, "history": history,
             "preferences": {"min_tools": self.preferred_min, "max_tools": self.preferred_max},
         }
 
 
-FULL = DemoPlan(
-    name="full",
+# The from-scratch tiny LLaMA (the earlier demo; `petool demo --model tiny`).
+TINY = DemoPlan(
+    name="tiny", kind="tiny",
     num_users=900, instances_per_user=3, test_fraction=0.07, candidates=5,
     history_min=3, history_max=5, preferred_min=4, preferred_max=12,
     tokenizer_vocab=4096, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
@@ -104,8 +128,8 @@ FULL = DemoPlan(
     eval_limit=None, eval_batch=32, max_new_tokens=48,
 )
 
-SMOKE = DemoPlan(
-    name="smoke",
+TINY_SMOKE = DemoPlan(
+    name="tiny-smoke", kind="tiny",
     num_users=40, instances_per_user=2, test_fraction=0.2, candidates=5,
     history_min=3, history_max=4, preferred_min=4, preferred_max=8,
     tokenizer_vocab=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -117,4 +141,36 @@ SMOKE = DemoPlan(
     eval_limit=4, eval_batch=16, max_new_tokens=8,
 )
 
-PLANS = {"full": FULL, "smoke": SMOKE}
+# SmolLM2-135M-Instruct, LoRA SFT then DPO. Sizes: see the module docstring.
+SMOLLM2 = DemoPlan(
+    name="smollm2", kind="pretrained", model="smollm2-135m-instruct",
+    num_users=300, instances_per_user=3, test_fraction=0.15, candidates=5,
+    history_min=2, history_max=5, preferred_min=5, preferred_max=35, rated0_max=2, negative_fraction=0.4,
+    tokenizer_vocab=0, hidden_size=0, intermediate_size=0, num_hidden_layers=0,
+    num_attention_heads=1, num_key_value_heads=1,
+    calls_steps=0, calls_batch=0, calls_lr=0.0, calls_seq_len=0,
+    history_steps=0, history_batch=0, history_lr=0.0, history_seq_len=0,
+    max_seq_len=1152, sft_steps=36, sft_batch=4, sft_lr=1e-3, sft_warmup=0.1,
+    dpo_steps=8, dpo_batch=4, dpo_lr=2e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    lora_rank=16, lora_alpha=32.0, micro_batch=2,
+    eval_limit=40, eval_batch=8, max_new_tokens=56, untrained_max_new_tokens=24,
+)
+
+# Every pretrained-path stage with a tiny stand-in model (made here, or a GGUF given with --model).
+SMOLLM2_SMOKE = DemoPlan(
+    name="smollm2-smoke", kind="pretrained", model="smollm2-135m-instruct",
+    num_users=40, instances_per_user=2, test_fraction=0.2, candidates=5,
+    history_min=2, history_max=4, preferred_min=5, preferred_max=35, rated0_max=2, negative_fraction=0.5,
+    tokenizer_vocab=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    num_attention_heads=2, num_key_value_heads=1,
+    calls_steps=0, calls_batch=0, calls_lr=0.0, calls_seq_len=0,
+    history_steps=0, history_batch=0, history_lr=0.0, history_seq_len=0,
+    max_seq_len=1024, sft_steps=3, sft_batch=4, sft_lr=1e-3, sft_warmup=0.0,
+    dpo_steps=2, dpo_batch=4, dpo_lr=1e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    lora_rank=4, lora_alpha=8.0, micro_batch=2,
+    eval_limit=4, eval_batch=16, max_new_tokens=8, untrained_max_new_tokens=8,
+)
+
+PLANS = {p.name: p for p in (SMOLLM2, SMOLLM2_SMOKE, TINY, TINY_SMOKE)}
+# Back-compatible names (tests and notes of the earlier demo).
+FULL, SMOKE = TINY, TINY_SMOKE
