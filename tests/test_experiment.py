@@ -43,24 +43,32 @@ def release_fixture(path: pathlib.Path) -> list[dict]:
 
 def test_split_is_by_entry_disjoint_and_seeded():
     from petool_jax.errors import UserError
-    from petool_jax.experiment.split import check_disjoint, leaked_rows, split_entries
+    from petool_jax.experiment.split import check_disjoint, leaked_rows, scrub_rows, split_entries
 
-    entries = [{"entry_id": i, "query": f"q{i}", "api_call_ground_truth": {"tool_name": "t", "parameters": {"i": i}}}
+    entries = [{"entry_id": i, "query": f"Query {i}", "api_call_ground_truth": {"tool_name": "t", "parameters": {"i": i}}}
                for i in range(101)]
+    entries[7]["query"] = entries[8]["query"] = "shared query"  # the release repeats some queries
     pool, evaluation = split_entries(entries, seed=3)
-    assert len(pool) == 50 and len(evaluation) == 51
+    assert len(pool) in (50, 51) and len(pool) + len(evaluation) == 101
+    assert ({7, 8} <= {e["entry_id"] for e in pool}) or ({7, 8} <= {e["entry_id"] for e in evaluation})
     assert {e["entry_id"] for e in pool}.isdisjoint({e["entry_id"] for e in evaluation})
     assert {e["entry_id"] for e in pool} | {e["entry_id"] for e in evaluation} == set(range(101))
     assert split_entries(entries, seed=3)[0] == pool  # deterministic
     assert [e["entry_id"] for e in split_entries(entries, seed=4)[0]] != [e["entry_id"] for e in pool]
     assert [e["entry_id"] for e in pool] != list(range(50))  # shuffled, not the file's head
-    with pytest.raises(UserError, match="share 1 entry ids"):
+    with pytest.raises(UserError, match="share 1 entry ids and 1 queries"):
         check_disjoint(pool, evaluation + [pool[0]])
     with pytest.raises(UserError, match="repeated entry_id"):
         split_entries(entries + [entries[0]], seed=0)
     rows = [{"instruction": "x", "input": "q7"}, {"instruction": "x", "input": "other"},
-            {"instruction": 'Interaction history is:\n[{"instruction": "q9", "tool_call": {}}]\nrest', "input": "z"}]
+            {"instruction": 'Interaction history is:\n[{"instruction": "q9", "tool_call": {}}, '
+                            '{"instruction": "q1", "tool_call": {}}]\nrest', "input": "z"}]
     assert leaked_rows(rows, {"q7", "q9"}) == [0, 2]
+    kept, counts = scrub_rows(rows, {"q7", "q9"})
+    assert counts == {"rows": 3, "dropped_query_is_an_evaluation_query": 1, "history_calls_cut": 1}
+    assert [r["input"] for r in kept] == ["other", "z"]
+    assert kept[1]["instruction"] == 'Interaction history is:\n[{"instruction": "q1", "tool_call": {}}]\nrest'
+    assert leaked_rows(kept, {"q7", "q9"}) == []
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -139,6 +147,12 @@ def test_experiment_report_has_every_row_and_the_paper_rows(experiment_run):
     assert (out / "accuracy.png").stat().st_size > 0
     leakage = report["facts"]["leakage"]
     assert set(leakage) == {f"user_entries_{k}_{s}.json" for k in ("sft", "dpo") for s in SETTINGS}
+    # no training row quotes an evaluation query
+    from petool_jax.experiment.split import evaluation_queries, leaked_rows
+
+    queries = evaluation_queries(json.loads((out / "data" / "eval_half.json").read_text()))
+    for name in leakage:
+        assert leaked_rows(json.loads((out / "data" / "train" / name).read_text()), queries) == []
 
 
 @pytest.mark.slow

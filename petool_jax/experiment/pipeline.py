@@ -67,7 +67,7 @@ class Experiment(Demo):
 
         from eval.atomic import write_json_atomic
         from petool_jax import petoolbench as pb
-        from petool_jax.experiment.split import evaluation_queries, leaked_rows
+        from petool_jax.experiment.split import evaluation_queries, scrub_rows
 
         folder = self.out / "data"
         synth_dir = folder / "synth"
@@ -84,14 +84,14 @@ class Experiment(Demo):
         for kind, files in (("sft", sft), ("dpo", dpo)):
             for s in SETTINGS:
                 name = f"user_entries_{kind}_{s}.json"
-                rows = json.loads((synth_dir / name).read_text(encoding="utf-8"))
-                bad = set(leaked_rows(rows, queries))
-                write_json_atomic(train_dir / name, [r for i, r in enumerate(rows) if i not in bad])
-                leakage[name] = {"rows": len(rows), "dropped_with_an_evaluation_query": len(bad)}
+                rows, counts = scrub_rows(json.loads((synth_dir / name).read_text(encoding="utf-8")), queries)
+                write_json_atomic(train_dir / name, rows)
+                leakage[name] = counts
                 files.append(train_dir / name)
-        self.note(f"leakage filter: training rows whose query or history holds an evaluation-half query are "
-                  f"dropped -> {train_dir} ({sum(v['dropped_with_an_evaluation_query'] for v in leakage.values())} "
-                  "rows)")
+        dropped = sum(v["dropped_query_is_an_evaluation_query"] for v in leakage.values())
+        cut = sum(v["history_calls_cut"] for v in leakage.values())
+        self.note(f"leakage filter: training rows whose query is an evaluation-half query dropped ({dropped}), history "
+                  f"calls quoting one cut ({cut}) -> {train_dir} (petool_jax.experiment.split.scrub_rows)")
         self.facts["leakage"] = leakage
         self.files = DataFiles(
             source=f"synthesized from the tools of the pool half of {self.release}",
