@@ -123,9 +123,10 @@ def build_histories(
         raise HistoryError("the preferred tool has no call of another API to show")
     shown_own = _pick(rng, own, k)
     wanted = plan.p_length - len(shown_own)
-    signal_calls = [c for c, m in zip(others, matching) if m]
+    taken = {c["instruction"] for c in shown_own}  # no instruction twice in one history
+    signal_calls = [c for c, m in zip(others, matching) if m and c["instruction"] not in taken]
     filler = _pick(rng, signal_calls, int(np.ceil(signal * wanted)))
-    taken = {c["instruction"] for c in filler}
+    taken |= {c["instruction"] for c in filler}
     filler += _pick(rng, [c for c in others if c["instruction"] not in taken], wanted - len(filler))
     length = len(shown_own) + len(filler)
     if length < min_len:
@@ -134,7 +135,6 @@ def build_histories(
     tail_start = length - n1
     # Positions of the preferred tool's calls: somewhere in the end r/c show (visible there),
     # or all before it (visible in p only); at random otherwise.
-    positions = list(rng.permutation(length))
     if shown_own:
         head = [i for i in range(tail_start)]
         tail = [i for i in range(tail_start, length)]
@@ -144,11 +144,11 @@ def build_histories(
             own_positions = [first] + [int(i) for i in rest]
         else:
             own_positions = [head[int(i)] for i in rng.permutation(len(head))[: len(shown_own)]]
-        free = [int(i) for i in positions if int(i) not in set(own_positions)]
+        free = [i for i in range(length) if i not in set(own_positions)]
         order: list[dict | None] = [None] * length
         for pos, call in zip(own_positions, shown_own):
             order[pos] = call
-        for pos, call in zip(sorted(free), [filler[int(i)] for i in rng.permutation(len(filler))]):
+        for pos, call in zip(free, [filler[int(i)] for i in rng.permutation(len(filler))]):
             order[pos] = call
         p_calls = [c for c in order if c is not None]
     else:

@@ -1,7 +1,8 @@
 """Stage f: instances. For a user and one of the user's functionality groups: the query is an
 example instruction of the user's preferred tool's API in that group, the ground truth its
-call; the candidates are some of the group's APIs (how many: structure.group_sizes, or the
-harvested pool's sizes) plus distractors up to `candidates`, a share of them from the ground
+call; the candidates are the group's APIs (groups of the size drawn from structure.group_sizes,
+or the harvested pool's sizes, chosen as often as the harvested entries ask about them) plus
+distractors up to `candidates`, a share of them from the ground
 truth's category (structure.same_category_share), shuffled; the histories come from
 histories.py; the prompts use the released wording (prompts.py).
 
@@ -66,18 +67,6 @@ class _World:
             self._calls[tool] = [_calls(self.pool, k) for k in self.pool.tools[tool].apis] if tool in self.pool.tools else []
         return self._calls[tool]
 
-    def query_fit_share(self) -> float:
-        """Share of (API, other tool's API) pairs in a group where the first API's example
-        parameters are valid for the second: only there can a rival take the query's call."""
-        fits = pairs = 0
-        for members in self.groups.values():
-            for a in members:
-                for b in members:
-                    if self.pool.apis[a].tool_key != self.pool.apis[b].tool_key and self.pool.apis[a].examples:
-                        pairs += 1
-                        fits += not self.pool.apis[b].problems(self.pool.apis[a].examples[0]["parameters"])
-        return fits / pairs if pairs else 0.0
-
     def embed_apis(self, config: dict, client) -> None:
         """Vectors of every documented API's name and description, for similar distractors."""
         self.keys = sorted(k for k, a in self.pool.apis.items() if a.documented)
@@ -128,10 +117,10 @@ def build_instances(pool: Pool, users: list[dict], config: dict, client=None) ->
     world = _World(pool)
     world.embed_apis(config, client)
     n_rated0 = max(1, min(hist["rated0_max"], int(hist["negative_fraction"] * hist["max_len"])))
-    # The query can only go to a rival whose schema takes its parameters: ask more often, so
-    # that the share of instances that get it is structure.query_in_history.
-    fit = world.query_fit_share()
-    query_rate = min(1.0, t.query_in_history / fit) if fit else 0.0
+    # The query can only go to a rival whose schema takes its parameters: each instance asks
+    # with the probability that brings the share so far back to structure.query_in_history
+    # (stochastic rounding), so instances that cannot take it are made up for by later ones.
+    query_given = 0
     entries, metas = [], []
     dropped: dict[str, int] = {}
     adjusted: dict[str, int] = {}
@@ -145,9 +134,11 @@ def build_instances(pool: Pool, users: list[dict], config: dict, client=None) ->
         calls_of = {tool: world.tool_calls(tool) for tool in preferred}
         used: set[str] = set()
         for _ in range(config["instances_per_user"]):
+            query_rate = float(np.clip(t.query_in_history * (len(entries) + 1) - query_given, 0.0, 1.0))
             plan = _plan(rng, t, hist["max_len"], query_rate)
             size = t.draw_group_size(rng)
-            choice = _choose_group(rng, world, user, used, plan, size, calls_of)
+            weights = t.group_weights.get("shown" if plan.visible_p else "hidden", {}) if t.group_weights else {}
+            choice = _choose_group(rng, world, user, used, plan, size, calls_of, weights)
             if choice is None:
                 count(dropped, "no functionality group of the user left with a call to ask and a rival to show")
                 break
@@ -162,6 +153,7 @@ def build_instances(pool: Pool, users: list[dict], config: dict, client=None) ->
             except HistoryError as err:
                 count(dropped, str(err))
                 continue
+            query_given += meta.pop("query_in_history")
             entries.append({k: entry[k] for k in ENTRY_KEYS if k in entry})
             metas.append(meta)
     report = {
@@ -172,7 +164,8 @@ def build_instances(pool: Pool, users: list[dict], config: dict, client=None) ->
     return entries, metas, report
 
 
-def _choose_group(rng, world: _World, user: dict, used: set[str], plan: Plan, size: int, calls_of: dict):
+def _choose_group(rng, world: _World, user: dict, used: set[str], plan: Plan, size: int, calls_of: dict,
+                  weights: dict):
     """(func, truth API, query example, chosen group members, why visibility was dropped) or None."""
     pool = world.pool
     options = []
@@ -195,9 +188,18 @@ def _choose_group(rng, world: _World, user: dict, used: set[str], plan: Plan, si
     why = None
     if not fit:
         fit, why = options, "no group where the preferred tool has another API to show"
-    # Prefer groups big enough for the drawn candidate-group size.
-    big = [o for o in fit if len({world.pool.apis[k].tool_key for k in o[2]}) >= size]
-    pick = (big or fit)[int(rng.integers(len(big or fit)))]
+    def tools(option) -> int:
+        return len({world.pool.apis[k].tool_key for k in option[2]})
+
+    # Groups of exactly the drawn size (4: four or more) first, shown whole as the release
+    # shows its groups; else bigger ones, cut down to the size; else any.
+    exact = [o for o in fit if min(tools(o), 4) == size]
+    big = exact or [o for o in fit if tools(o) >= size] or fit
+    # As often as the harvested entries ask about each group with the preferred tool shown
+    # (or hidden) as planned; uniformly without such figures.
+    w = np.array([float(weights.get(o[0], 0)) for o in big]) + (0.0 if weights else 1.0)
+    w = w + 1e-3 if w.sum() == 0 else w + 1e-3 * (w == 0)
+    pick = big[int(rng.choice(len(big), p=w / w.sum()))]
     func, truth_apis, members, _ = pick
     truth_key = truth_apis[int(rng.integers(len(truth_apis)))]
     examples = pool.apis[truth_key].examples
@@ -220,7 +222,8 @@ def _instance(rng, world: _World, user: dict, func: str, truth_key: str, example
     shown = showable[int(rng.integers(len(showable)))]
     others = [k for k in rival_keys if k != shown]
     available = min(len(rival_keys) + 1, config["candidates"])
-    # The drawn number of same-functionality candidates (4 = "4 or more": the whole group).
+    # The drawn number of same-functionality candidates (4 = "4 or more": the whole group);
+    # _choose_group prefers groups of that size, so the group is mostly shown whole.
     wanted = available if size >= 4 else min(size, available)
     chosen_rivals = [shown] + [others[int(i)] for i in rng.permutation(len(others))[: max(0, wanted - 2)]]
     group = [truth_key] + chosen_rivals
@@ -273,5 +276,6 @@ def _instance(rng, world: _World, user: dict, func: str, truth_key: str, example
         "group_tools": sorted({pool.apis[k].tool_key for k in group}), "preferred_tools": user["preferred_tools"],
         "rivals": sorted(chosen_rivals),
         "history_lengths": {s: len(histories[s]) for s in settings},
+        "query_in_history": query_call is not None,
     }
     return entry, meta

@@ -57,7 +57,7 @@ def run_pipeline(config: dict, client: LLMClient | None = None) -> dict:
         return result
 
     # "v2": harvested pools also carry their structure figures (synth/structure.py).
-    fp = fingerprint("pool", "v2", source_fingerprint(config["tool_pool"]))
+    fp = fingerprint("pool", "v4", source_fingerprint(config["tool_pool"]))
     pool_json, pool_report = timed("pool", fp, lambda: _load(config))
     pool = Pool.from_json(pool_json)
     reports = {"pool": pool_report}

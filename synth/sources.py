@@ -234,4 +234,4 @@ def _measure(pool: Pool, entry: dict) -> None:
     except (KeyError, TypeError, ValueError, AttributeError):
         pool.count("entries whose structure could not be measured")
         return
-    add_measurement(pool.structure, facts)
+    add_measurement(pool.structure, facts, None if entry.get("func") is None else str(entry["func"]))

@@ -3,9 +3,10 @@
 Two sources. From config (`structure.*`, `history.*`; defaults = the figures of the 612
 released entries, see ../shared/petoolbench/README.md). From the pool (structure.from_pool,
 default on) when it holds harvested PEToolBench entry files: their history lengths,
-functionality-group sizes among the candidates, share of same-category distractors and
-rate of the query appearing as a rated-0 call are measured at harvest time
-(synth/sources.py) and sampled here, so synthesis from one half of the release reproduces
+functionality-group sizes among the candidates, share of same-category distractors, rate
+of the query appearing as a rated-0 call, and how often each functionality group is asked
+about with the preferred tool shown or hidden, are measured at harvest time
+(synth/sources.py) and followed here, so synthesis from one half of the release reproduces
 that half. The preferred tool's visibility always comes from config.
 """
 
@@ -25,6 +26,8 @@ class Targets:
     group_sizes: tuple  # P(2, 3, 4+ same-functionality candidates)
     same_category_share: float  # of the distractors, share from the ground truth's category
     query_in_history: float  # r/c: the shown rival called with the query's own text, rated 0
+    group_weights: dict  # "shown"/"hidden" -> func id -> how often the harvested entries ask about
+    # it with the preferred tool shown / hidden in p ({}: uniform)
     source: str  # "config" or the harvested files the pool figures come from
 
     def draw_p_length(self, rng: np.random.Generator, max_len: int) -> int:
@@ -82,7 +85,7 @@ def targets(config: dict, measured: dict | None) -> Targets:
         preferred_calls=_normalized(s["preferred_calls"], "structure.preferred_calls"), p_lengths=(),
         group_sizes=_normalized(s["group_sizes"], "structure.group_sizes"),
         same_category_share=float(s["same_category_share"]), query_in_history=float(s["query_in_history"]),
-        source="config",
+        group_weights={}, source="config",
     )
     if s["from_pool"] and measured and measured.get("entries"):
         sizes = measured["group_sizes"]
@@ -94,6 +97,7 @@ def targets(config: dict, measured: dict | None) -> Targets:
                                  if measured["distractors"] else base["same_category_share"]),
             query_in_history=(measured["query_in_r_rated0"] / measured["with_r"]
                               if measured["with_r"] else base["query_in_history"]),
+            group_weights={part: dict(measured.get("funcs", {}).get(part, {})) for part in ("shown", "hidden")},
             source="harvested entries: " + ", ".join(measured["files"]),
         )
     return Targets(**base)
@@ -101,12 +105,15 @@ def targets(config: dict, measured: dict | None) -> Targets:
 
 def empty_measurement() -> dict:
     return {"entries": 0, "files": [], "p_lengths": [], "group_sizes": {}, "distractors": 0,
-            "distractors_same_category": 0, "with_r": 0, "query_in_r_rated0": 0}
+            "distractors_same_category": 0, "with_r": 0, "query_in_r_rated0": 0, "funcs": {}}
 
 
-def add_measurement(measured: dict, facts: dict) -> None:
+def add_measurement(measured: dict, facts: dict, func: str | None = None) -> None:
     """Fold one harvested entry's facts (synth.structure_stats.entry_facts) into the pool's figures."""
     measured["entries"] += 1
+    if func is not None:
+        part = measured["funcs"].setdefault("shown" if facts["visible"]["p"] else "hidden", {})
+        part[func] = part.get(func, 0) + 1
     if facts["length"]["p"] is not None:
         measured["p_lengths"].append(facts["length"]["p"])
     size = str(facts["same_func_candidates"])
