@@ -101,9 +101,15 @@ class _World:
         return same + rest
 
 
-def _plan(rng: np.random.Generator, t: Targets, max_len: int, query_rate: float) -> Plan:
-    visible_p = bool(rng.random() < t.visible_p)
-    visible_rc = visible_p and bool(rng.random() < (t.visible_rc / t.visible_p if t.visible_p else 0.0))
+def _due(rate: float, n: int, so_far: int) -> float:
+    """Probability that brings so_far/n back to rate (stochastic rounding of rate * n)."""
+    return float(np.clip(rate * n - so_far, 0.0, 1.0))
+
+
+def _plan(rng: np.random.Generator, t: Targets, max_len: int, query_rate: float, p_rate: float,
+          rc_rate: float) -> Plan:
+    visible_p = bool(rng.random() < p_rate)
+    visible_rc = visible_p and bool(rng.random() < rc_rate)
     return Plan(p_length=t.draw_p_length(rng, max_len), visible_p=visible_p, visible_rc=visible_rc,
                 preferred_calls=t.draw_preferred_calls(rng), query_in_history=bool(rng.random() < query_rate))
 
@@ -120,7 +126,9 @@ def build_instances(pool: Pool, users: list[dict], config: dict, client=None) ->
     # The query can only go to a rival whose schema takes its parameters: each instance asks
     # with the probability that brings the share so far back to structure.query_in_history
     # (stochastic rounding), so instances that cannot take it are made up for by later ones.
-    query_given = 0
+    # The same for the preferred tool's visibility (p, and r/c within p): rates that hold
+    # closely even for a few hundred instances.
+    query_given = shown_p = shown_rc = 0
     entries, metas = [], []
     dropped: dict[str, int] = {}
     adjusted: dict[str, int] = {}
@@ -134,8 +142,9 @@ def build_instances(pool: Pool, users: list[dict], config: dict, client=None) ->
         calls_of = {tool: world.tool_calls(tool) for tool in preferred}
         used: set[str] = set()
         for _ in range(config["instances_per_user"]):
-            query_rate = float(np.clip(t.query_in_history * (len(entries) + 1) - query_given, 0.0, 1.0))
-            plan = _plan(rng, t, hist["max_len"], query_rate)
+            n = len(entries) + 1
+            plan = _plan(rng, t, hist["max_len"], _due(t.query_in_history, n, query_given),
+                         _due(t.visible_p, n, shown_p), _due(t.visible_rc, n, shown_rc))
             size = t.draw_group_size(rng)
             weights = t.group_weights.get("shown" if plan.visible_p else "hidden", {}) if t.group_weights else {}
             choice = _choose_group(rng, world, user, used, plan, size, calls_of, weights)
@@ -154,6 +163,9 @@ def build_instances(pool: Pool, users: list[dict], config: dict, client=None) ->
                 count(dropped, str(err))
                 continue
             query_given += meta.pop("query_in_history")
+            shown = meta.pop("shown")
+            shown_p += shown["p"]
+            shown_rc += shown["rc"]
             entries.append({k: entry[k] for k in ENTRY_KEYS if k in entry})
             metas.append(meta)
     report = {
@@ -277,5 +289,14 @@ def _instance(rng, world: _World, user: dict, func: str, truth_key: str, example
         "rivals": sorted(chosen_rivals),
         "history_lengths": {s: len(histories[s]) for s in settings},
         "query_in_history": query_call is not None,
+        "shown": {"p": _shows(histories.get("p"), pool.tools[truth_tool].apis, plan.visible_p),
+                  "rc": _shows(histories.get("r", histories.get("c")), pool.tools[truth_tool].apis, plan.visible_rc)},
     }
     return entry, meta
+
+
+def _shows(history: list[dict] | None, apis: list[str], planned: bool) -> bool:
+    """Does the history hold a call of one of these APIs (the planned answer without history)?"""
+    if history is None:
+        return planned
+    return any(h["tool_call"]["tool_name"] in apis for h in history)
