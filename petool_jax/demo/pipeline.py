@@ -260,7 +260,7 @@ class Demo:
                 f"data.max_samples={samples or steps * batch}", f"output_dir={out}", f"max_steps={steps}",
                 f"batch_size={batch}", f"micro_batch_size={micro}", f"max_seq_len={max_seq_len or p.max_seq_len}",
                 f"learning_rate={lr}", f"warmup_ratio={warmup}", "schedule=cosine", *adapter,
-                "dtype=float32", "param_dtype=float32", "remat=none", "mesh.data=1", "mesh.fsdp=1",
+                "dtype=float32", "param_dtype=float32", f"remat={p.remat}", "mesh.data=1", "mesh.fsdp=1",
                 "mesh.tensor=1", f"checkpoint_every={steps}", "keep_checkpoints=1", f"seed={self.seed}",
                 "log_every=1"]
 
@@ -404,8 +404,11 @@ class Demo:
             args = ["eval", "run", "--model", model, "--data", self.files.test, "--out", out,
                     "--max-new-tokens", new_tokens, "--max-prompt-tokens", self.plan.max_seq_len,
                     "--batch-size", self.plan.eval_batch, "--seed", self.seed]
-            if self.eval_limit:
-                args += ["--limit", self.eval_limit]
+            limit = self.eval_limit
+            if name == "untrained" and self.plan.untrained_eval_limit and self.eval_limit_arg is None:
+                limit = min(self.plan.untrained_eval_limit, limit or self.plan.untrained_eval_limit)
+            if limit:
+                args += ["--limit", limit]
             self.petool(*args)
         self.petool("eval", "score", "--compare", *dirs, "--out", self.out / "eval" / "compare")
 

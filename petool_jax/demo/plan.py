@@ -92,8 +92,10 @@ class DemoPlan:
     rated0_max: int = 5  # r/c: at most this many rival calls rated 0
     negative_fraction: float = 0.75
     untrained_max_new_tokens: int = 0  # 0 = max_new_tokens
+    untrained_eval_limit: int | None = None  # test entries per setting for the untrained model (None = eval_limit)
     sft_samples: int = 0  # training rows taken per setting file (0 = sft_steps x sft_batch)
     dpo_samples: int = 0  # pairs taken per setting file (0 = dpo_steps x dpo_batch)
+    remat: str = "none"  # training's remat policy: "full" for ~4k-token prompts (memory), none is faster
 
     @property
     def head_dim(self) -> int:
@@ -150,10 +152,10 @@ SMOLLM2 = DemoPlan(
     num_attention_heads=1, num_key_value_heads=1,
     calls_steps=0, calls_batch=0, calls_lr=0.0, calls_seq_len=0,
     history_steps=0, history_batch=0, history_lr=0.0, history_seq_len=0,
-    max_seq_len=1152, sft_steps=36, sft_batch=4, sft_lr=1e-3, sft_warmup=0.1,
-    dpo_steps=8, dpo_batch=4, dpo_lr=2e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    max_seq_len=1152, sft_steps=8, sft_batch=4, sft_lr=1e-3, sft_warmup=0.1,
+    dpo_steps=2, dpo_batch=4, dpo_lr=2e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
     lora_rank=16, lora_alpha=32.0, micro_batch=1,
-    eval_limit=40, eval_batch=8, max_new_tokens=56, untrained_max_new_tokens=24,
+    eval_limit=20, untrained_eval_limit=8, eval_batch=8, max_new_tokens=56, untrained_max_new_tokens=24,
 )
 
 # Every pretrained-path stage with a tiny stand-in model (made here, or a GGUF given with --model).
