@@ -191,7 +191,8 @@ def torch_llama(config, host_params: dict, lora_rank: int = 0):
     specs, produce = hf_tensor_source(config, host_params)
     state = {name: torch.from_numpy(np.array(produce(name), np.float32)) for name, _, _ in specs}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if "rotary" not in k]:
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()  # shares the embedding's tensor
+    if unexpected or [k for k in missing if "rotary" not in k and k not in tied]:
         raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
     if lora_rank:
         import peft
