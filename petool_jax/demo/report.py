@@ -142,8 +142,7 @@ def findings(rows: list[dict], facts: dict, reports: dict[str, dict] | None = No
             continue
         func, preferred = split
         verdict = ("well above that guess: it reads the preference from the history" if preferred >= chance + 0.1
-                   else "within 10 points of that guess: it learned the functionality and the call format, but "
-                   "hardly the preference")
+                   else "within 10 points of that guess: it hardly reads the preference from the history")
         out.append(f"{model}: {_pct(func)}% of answers call an API of the right functionality; of those, "
                     f"{_pct(preferred)}% call the user's preferred provider, where a uniform guess among the "
                     f"functionally equivalent candidates gives {_pct(chance)}% ({verdict}).")
