@@ -23,9 +23,11 @@ jobs on it; alone, wall time is about CPU time / 1.8):
   candidates (the release has 10) and at most 5 history calls (release: up to 20), keeping
   the release's wording, JSON formats and structure (preferred tool visible in p ~46% / r,c
   ~39%; r holds a rival rated 0; c = r reordered): ~950 tokens, half of it the candidate list.
-- Budget, alone: fetch + convert ~30 s, synth ~15 s, compilation ~4 min (SFT, DPO, export
-  check, one generation program per model and length bucket), SFT 32 examples ~5 min, DPO 8
-  pairs ~1.5 min, evaluation of 3 settings x (20 + 20 + 8) prompts ~5.5 min: ~17 minutes.
+- Budget, planned ~17 minutes; the timed run (README) took 18 min 51 s with a 6.9 GB peak:
+  fetch + convert 14 s, synth 3 s, SFT 32 examples 437 s, DPO 8 pairs 135 s, export check 13
+  s, evaluation of 3 settings x (20 + 20 + 8) prompts 526 s (compilation included). There is
+  no room for more SFT data: 32 examples teach the format and part of the provider choice,
+  but not yet the functionality among near-neighbour candidates (see the README's figures).
 - Evaluation dominates: 20 test entries per setting give a standard error of about 11
   points on a 50% accuracy, enough to check 2x random (40%) and +20 points over the
   zero-shot model (which does not write the call format: it gets 8 entries and 24 new
