@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 
 # Built-in defaults; a --config YAML (configs/eval/*.yaml) may change them, flags win over both.
 RUN_DEFAULTS = {

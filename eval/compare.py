@@ -9,7 +9,7 @@ from eval.atomic import write_atomic, write_json_atomic
 from eval.report import SETTING_NAMES, pct
 from eval.scoring import SCORERS
 from eval.taxonomy import ERROR_TYPES
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 from petool_jax.petoolbench import SETTINGS
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import pathlib
 
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 from petool_jax.petoolbench import SETTINGS
 
 REQUIRED_KEYS = ("entry_id", "setting", "response")

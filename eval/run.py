@@ -19,7 +19,7 @@ from eval.report import write_outputs
 from eval.runners import Task, make_runner
 from eval.scoring import build_report
 from petool_jax import petoolbench as pb
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 
 PREDICTIONS = "predictions.jsonl"
 RUN_RECORD = "run.json"

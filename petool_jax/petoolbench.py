@@ -20,7 +20,7 @@ import pathlib
 import re
 from typing import Any, Callable
 
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 
 SETTINGS = ("p", "r", "c")
 INSTRUCTION_KEYS = {

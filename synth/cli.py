@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from petool_jax.cli import UserError
+    from petool_jax.errors import UserError
 
     if args.overrides[:1] == ["compare"]:
         if args.config or args.overrides[1:]:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def _synthesize(args: argparse.Namespace) -> int:
     import json
 
-    from petool_jax.cli import UserError
+    from petool_jax.errors import UserError
     from petool_jax.llm_client import LLMConfigError
     from synth.config import load_config
     from synth.pipeline import run_pipeline

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 from synth.structure import check_structure_config
 
 SETTINGS = ("p", "r", "c")

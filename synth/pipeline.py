@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 from petool_jax.llm_client import LLMClient
 from synth.config import fingerprint, offline as is_offline
 from synth.embeddings import LOCAL_MODELS

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from petool_jax.cli import UserError
+from petool_jax.errors import UserError
 from synth.pool import Pool
 from synth.structure import add_measurement, empty_measurement
 from synth.structure_stats import entry_facts
