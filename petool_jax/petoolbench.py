@@ -21,6 +21,7 @@ import re
 from typing import Any, Callable
 
 from petool_jax.errors import UserError
+from petool_jax.petoolbench_text import no_history_instruction, with_capped_descriptions
 
 SETTINGS = ("p", "r", "c")
 INSTRUCTION_KEYS = {
@@ -28,6 +29,10 @@ INSTRUCTION_KEYS = {
     "r": "instruction_ratings",
     "c": "instruction_chronological",
 }
+# The authors' no-history mode (`wo_history`): opt-in only, never one of the data's settings.
+NO_HISTORY = "none"
+NO_HISTORY_KEY = "instruction_wo_history"  # used as is when an entry carries it
+EVAL_SETTINGS = SETTINGS + (NO_HISTORY,)
 PROMPT_FORMATS = ("system_user", "alpaca_user")
 
 # Keys every entry must carry whatever the file; instruction keys are checked per setting.
@@ -81,8 +86,9 @@ def load_entries(path, settings=None) -> list[dict]:
         own = _setting_of_file(path)
         settings = (own,) if own else SETTINGS
     for s in settings:
-        if s not in INSTRUCTION_KEYS:
-            raise UserError(f"unknown setting {s!r}; settings are {','.join(SETTINGS)}")
+        if s not in EVAL_SETTINGS:
+            raise UserError(f"unknown setting {s!r}; settings are {','.join(EVAL_SETTINGS)}")
+    settings = [s for s in settings if s in INSTRUCTION_KEYS]  # `none` needs only the candidates
     needed = REQUIRED_KEYS + tuple(INSTRUCTION_KEYS[s] for s in settings)
     seen: dict[Any, int] = {}
     for index, entry in enumerate(data):
@@ -190,6 +196,8 @@ def render_instruction(head: str, history: list[dict], tail: str) -> str:
 
 def history_of(entry: dict, setting: str) -> list[dict]:
     """The interaction history shown in the setting's prompt ([] when there is none)."""
+    if setting == NO_HISTORY:
+        return []
     try:
         return split_instruction(entry[INSTRUCTION_KEYS[setting]])[1]
     except ValueError:
@@ -199,27 +207,39 @@ def history_of(entry: dict, setting: str) -> list[dict]:
 # --- chat messages ---------------------------------------------------------------------
 
 
-def _instruction(entry: dict, setting: str, drop_oldest: int) -> str:
-    text = entry[INSTRUCTION_KEYS[setting]]
-    if drop_oldest <= 0:
-        # The original bytes, even when the file serialised its history differently.
-        return text
-    head, history, tail = split_instruction(text)
-    return render_instruction(head, history[drop_oldest:], tail)
+def instruction_text(entry: dict, setting: str) -> str:
+    """The setting's system prompt as released; for `none`, the authors' wo_history prompt
+    (the entry's own `instruction_wo_history` when it has one)."""
+    if setting == NO_HISTORY:
+        if isinstance(entry.get(NO_HISTORY_KEY), str):
+            return entry[NO_HISTORY_KEY]
+        return no_history_instruction(entry["apis_candidate"])
+    return entry[INSTRUCTION_KEYS[setting]]
+
+
+def _instruction(entry: dict, setting: str, drop_oldest: int, description_cap: int | None) -> str:
+    text = instruction_text(entry, setting)
+    if drop_oldest > 0:
+        head, history, tail = split_instruction(text)
+        text = render_instruction(head, history[drop_oldest:], tail)
+    # Without drops or caps: the original bytes, even when the file serialised its history differently.
+    return with_capped_descriptions(text, description_cap)[0]
 
 
 def build_messages(
-    entry: dict, setting: str, drop_oldest: int = 0, prompt_format: str = "system_user"
+    entry: dict, setting: str, drop_oldest: int = 0, prompt_format: str = "system_user",
+    description_cap: int | None = None,
 ) -> list[dict]:
     """Chat messages for one (entry, setting).
 
     system_user: system = the setting's instruction, user = the query (the authors'
     evaluation). alpaca_user: one user turn `instruction + "\\n" + query` (how the authors
-    trained with LLaMA-Factory's alpaca format).
+    trained with LLaMA-Factory's alpaca format). `drop_oldest` history entries are left
+    out; `description_cap` cuts candidate descriptions longer than that many characters.
     """
-    if setting not in INSTRUCTION_KEYS:
+    if setting not in EVAL_SETTINGS:
         raise ValueError(f"unknown setting {setting!r}")
-    instruction = _instruction(entry, setting, drop_oldest)
+    instruction = _instruction(entry, setting, drop_oldest, description_cap)
     if prompt_format == "system_user":
         return [
             {"role": "system", "content": instruction},
@@ -247,7 +267,7 @@ def fit_messages(
     if count_tokens(messages) <= max_tokens:
         return messages, 0
     try:
-        n_history = len(split_instruction(entry[INSTRUCTION_KEYS[setting]])[1])
+        n_history = len(split_instruction(instruction_text(entry, setting))[1])
     except ValueError:
         return messages, 0  # nothing we may drop
     if n_history == 0:
