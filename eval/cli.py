@@ -18,6 +18,8 @@ RUN_DEFAULTS = {
     "top_p": 1.0,
     "seed": 0,
     "prompt_format": "system_user",
+    "truncation": "history",
+    "protocol": "default",
     "dtype": "float32",
     "base_url": None,
     "concurrency": 8,
@@ -29,13 +31,19 @@ RUN_DEFAULTS = {
 }
 
 
+# The authors' API calls (run_experiment.py interact_openai): the openai client's own
+# defaults (timeout 10 s set by them, 2 retries by the library), no temperature, no max_tokens.
+PROTOCOL_DEFAULTS = {"default": {}, "authors": {"timeout": 10.0, "max_retries": 2}}
+
+
 def parse_settings(text: str) -> list[str]:
-    from petool_jax.petoolbench import SETTINGS
+    from petool_jax.petoolbench import EVAL_SETTINGS
 
     settings = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in settings if s not in SETTINGS]
+    bad = [s for s in settings if s not in EVAL_SETTINGS]
     if bad or not settings:
-        raise UserError(f"--settings {text!r}: use a comma list of {','.join(SETTINGS)}")
+        raise UserError(f"--settings {text!r}: use a comma list of {','.join(EVAL_SETTINGS)} "
+                        "(none = the authors' no-history prompt)")
     return list(dict.fromkeys(settings))
 
 
@@ -59,13 +67,27 @@ def _load_config(path) -> dict:
 
 
 def _resolved(args) -> dict:
-    values = dict(RUN_DEFAULTS)
-    if args.config:
-        values.update(_load_config(args.config))
-    values.update({k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None})
+    """Built-in defaults <- the protocol's defaults <- --config <- flags."""
+    from eval.options import PROTOCOLS, TRUNCATIONS, check_sampling
+
+    config = _load_config(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None}
+    protocol = flags.get("protocol", config.get("protocol", RUN_DEFAULTS["protocol"]))
+    if protocol not in PROTOCOLS:
+        raise UserError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
+    values = {**RUN_DEFAULTS, **PROTOCOL_DEFAULTS[protocol], **config, **flags}
     for key in ("model", "data"):
         if not values[key]:
             raise UserError(f"--{key} is required (as a flag or in --config)")
+    if values["truncation"] not in TRUNCATIONS:
+        raise UserError(f"truncation {values['truncation']!r}: one of {', '.join(TRUNCATIONS)}")
+    if protocol == "authors" and not str(values["model"]).startswith("openai:"):
+        raise UserError("--protocol authors is the authors' API protocol (openai:NAME models); for a model "
+                        "directory, --truncation authors reproduces their prompts")
+    try:
+        check_sampling(float(values["temperature"]), float(values["top_p"]))
+    except ValueError as err:
+        raise UserError(str(err)) from None
     return values
 
 
@@ -91,6 +113,8 @@ def run_command(args) -> int:
         top_p=float(v["top_p"]),
         seed=int(v["seed"]),
         prompt_format=v["prompt_format"],
+        truncation=v["truncation"],
+        protocol=v["protocol"],
         batch_size=int(v["batch_size"]),
         dtype=v["dtype"],
         base_url=v["base_url"],
@@ -123,7 +147,7 @@ def score_command(args) -> int:
     settings = parse_settings(args.settings) if args.settings else None
     entries = pb.load_entries(args.data, settings)
     predictions = load_predictions(args.predictions, {e["entry_id"] for e in entries})
-    available = pb.available_settings(entries)
+    available = pb.available_settings(entries) + (pb.NO_HISTORY,)  # `none` needs only the candidates
     present = {s for _, s in predictions}
     if settings is None:
         settings = [s for s in available if s in present] or list(available)
@@ -158,14 +182,21 @@ def register(subparsers) -> None:
     run.add_argument("--data", help="user_entries_test.json(.gz) or user_entries_test_{p,r,c}.json")
     run.add_argument("--out", required=True, help="run directory (predictions.jsonl, report.*)")
     run.add_argument("--config", help="YAML of defaults for these options (configs/eval/)")
-    run.add_argument("--settings", help="comma list of p,r,c (default: every setting the data holds)")
+    run.add_argument("--settings", help="comma list of p,r,c,none (default: every setting the data holds; "
+                                         "none = the authors' no-history prompt)")
     run.add_argument("--limit", type=int, help="only the first N entries")
     run.add_argument("--batch-size", type=int)
     run.add_argument("--max-prompt-tokens", type=int,
-                     help="drop oldest history entries beyond this (default 4000)")
+                     help="prompt token budget (default 4000, the authors')")
+    run.add_argument("--truncation", choices=("history", "authors"),
+                     help="history (default): oldest history entries, then the longest candidate descriptions "
+                          "go; authors: their tokenizer call (second BOS, right cut: long prompts lose the query)")
+    run.add_argument("--protocol", choices=("default", "authors"),
+                     help="API models: authors = their request (no temperature, no max_tokens, 10 s timeout), "
+                          "NFKC-normalised replies, failed calls out of the denominator (the report shows both)")
     run.add_argument("--max-new-tokens", type=int)
-    run.add_argument("--temperature", type=float, help="0 = greedy (default)")
-    run.add_argument("--top-p", type=float)
+    run.add_argument("--temperature", type=float, help="0 = greedy (default); must be >= 0")
+    run.add_argument("--top-p", type=float, help="in (0, 1]; 1 (default) = no nucleus cut")
     run.add_argument("--seed", type=int)
     run.add_argument("--prompt-format", choices=("system_user", "alpaca_user"))
     run.add_argument("--dtype", help="JAX models: float32 | bfloat16")
@@ -185,7 +216,7 @@ def register(subparsers) -> None:
     score.add_argument("--data")
     score.add_argument("--predictions")
     score.add_argument("--out", required=True)
-    score.add_argument("--settings", help="default: the settings present in the predictions")
+    score.add_argument("--settings", help="comma list of p,r,c,none (default: the settings present in the predictions)")
     score.add_argument("--limit", type=int, help="only the first N entries (as in the run)")
     score.add_argument("--model-name", help="a label for the report")
     score.add_argument("--compare", nargs="+", metavar="DIR", help="scored run directories to put side by side")

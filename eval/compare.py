@@ -10,7 +10,7 @@ from eval.report import SETTING_NAMES, pct
 from eval.scoring import SCORERS
 from eval.taxonomy import ERROR_TYPES
 from petool_jax.errors import UserError
-from petool_jax.petoolbench import SETTINGS
+from petool_jax.petoolbench import EVAL_SETTINGS
 
 
 def load_report(run_dir) -> dict:
@@ -33,7 +33,7 @@ def compare(run_dirs, out) -> dict:
         report = load_report(run_dir)
         label = report["meta"].get("model") or pathlib.Path(run_dir).name
         runs.append({"dir": str(run_dir), "label": label, "report": report})
-    settings = [s for s in SETTINGS if any(s in r["report"]["scores"]["paper"] for r in runs)]
+    settings = [s for s in EVAL_SETTINGS if any(s in r["report"]["scores"]["paper"] for r in runs)]
     table = {
         "runs": [
             {

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 # What must match between a run and its resumption: changing any of these changes answers.
 RESUME_KEYS = ("model", "data", "prompt_format", "max_prompt_tokens", "max_new_tokens",
-               "temperature", "top_p", "seed")
+               "temperature", "top_p", "seed", "truncation", "protocol")
+TRUNCATIONS = ("history", "authors")  # see eval/truncation.py
+PROTOCOLS = ("default", "authors")  # API models; see eval/runners/openai_api.py
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class RunOptions:
     top_p: float = 1.0
     seed: int = 0
     prompt_format: str = "system_user"
+    truncation: str = "history"
+    protocol: str = "default"
     batch_size: int = 16
     dtype: str = "float32"
     progress: bool = True
@@ -35,3 +39,12 @@ class RunOptions:
     def resume_record(self) -> dict:
         """The run.json content: what a resumed run must repeat (never the key or base URL)."""
         return {k: getattr(self, k) for k in RESUME_KEYS}
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Refuse what would silently mean something else: a negative temperature, a top-p
+    outside (0, 1]. ValueError; the CLIs turn it into a UserError."""
+    if not temperature >= 0.0:  # also catches NaN
+        raise ValueError(f"--temperature {temperature}: must be >= 0 (0 = greedy)")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"--top-p {top_p}: must be in (0, 1]")

@@ -14,7 +14,7 @@ import os
 import pathlib
 
 from petool_jax.errors import UserError
-from petool_jax.petoolbench import SETTINGS
+from petool_jax.petoolbench import EVAL_SETTINGS
 
 REQUIRED_KEYS = ("entry_id", "setting", "response")
 
@@ -61,8 +61,8 @@ def load_predictions(path, entry_ids=None) -> dict[tuple, dict]:
         for key in REQUIRED_KEYS:
             if key not in row:
                 raise UserError(f"{where}: missing key {key!r}")
-        if row["setting"] not in SETTINGS:
-            raise UserError(f"{where}: unknown setting {row['setting']!r}; settings are {','.join(SETTINGS)}")
+        if row["setting"] not in EVAL_SETTINGS:
+            raise UserError(f"{where}: unknown setting {row['setting']!r}; settings are {','.join(EVAL_SETTINGS)}")
         if row["response"] is not None and not isinstance(row["response"], str):
             raise UserError(f"{where}: key 'response' must be a string or null")
         try:

@@ -14,7 +14,7 @@ from eval.atomic import write_atomic, write_json_atomic
 from eval.scoring import SCORERS, history_bin_labels
 from eval.taxonomy import ERROR_TYPES
 
-SETTING_NAMES = {"p": "preferred-only", "r": "rating-integrated", "c": "chronological"}
+SETTING_NAMES = {"p": "preferred-only", "r": "rating-integrated", "c": "chronological", "none": "no history"}
 PLOTS = ("accuracy_by_setting.png", "accuracy_by_history_length.png", "error_types.png")
 
 
@@ -48,6 +48,7 @@ def render_markdown(report: dict, title: str = "PEToolBench evaluation") -> str:
                  for s in settings]
         lines.append(f"| {scorer} | " + " | ".join(cells) + " |")
 
+    lines += _answered_section(report, settings)
     lines += ["", "## Errors (strict), count (% of the setting's entries)", "",
               "| error type | " + " | ".join(settings) + " | all |", "|" + "---|" * (len(settings) + 2)]
     for error in ERROR_TYPES:
@@ -75,8 +76,52 @@ def render_markdown(report: dict, title: str = "PEToolBench evaluation") -> str:
         p = report["predictions"][s]
         mean = "-" if p["mean_prompt_tokens"] is None else f"{p['mean_prompt_tokens']:.0f}"
         lines.append(f"| {s} | {p['n_entries']} | {p['missing']} | {p['failed']} | {p['shortened']} | {mean} |")
+    lines += _truncation_section(report, settings)
     lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in PLOTS), ""]
     return "\n".join(lines)
+
+
+def _truncation_section(report: dict, settings) -> list[str]:
+    """What --truncation did to the prompts, per setting (eval/truncation.py)."""
+    meta = report["meta"]
+    model = str(meta.get("model") or "")
+    if "truncation" not in meta or model == "rule" or model.startswith("openai:"):
+        return []  # nothing was truncated: the rule reads the entry, an API gets the whole prompt
+    mode = meta["truncation"]
+    how = ("the authors' tokenizer call: a right cut, so the end of the prompt (the query, the assistant "
+           "header) goes first" if mode == "authors" else
+           "oldest history entries first, then the longest candidate descriptions; never the query")
+    lines = ["", "## Truncation", "",
+             f"Budget {meta.get('max_prompt_tokens', '-')} tokens, `--truncation {mode}`: {how}. Prompts per setting:",
+             "", "| setting | cut | lost the query | lost all history | descriptions shortened | still over the budget |",
+             "|---|---|---|---|---|---|"]
+    for s in settings:
+        p = report["predictions"][s]
+        lines.append(f"| {s} | " + " | ".join(str(p.get(k, "-")) for k in
+                                              ("cut", "lost_query", "lost_history", "descriptions_cut", "over_limit"))
+                     + " |")
+    return lines
+
+
+def _answered_section(report: dict, settings) -> list[str]:
+    """Accuracy with failed API calls left out of the denominator (the authors' way), shown
+    beside the headline whenever a call failed or the run used --protocol authors."""
+    failed = sum(report["predictions"][s]["failed"] + report["predictions"][s]["missing"] for s in settings)
+    if not failed and report["meta"].get("protocol") != "authors":
+        return []
+    lines = ["", "## Accuracy over answered requests (%), the authors' API denominator", "",
+             "Failed or missing answers are left out here (the authors' run_experiment.py skipped failed "
+             "API calls); above they count as wrong. n = answered / all.", "",
+             "| scorer | " + " | ".join(f"{SETTING_NAMES.get(s, s)} Tool | Param | n" for s in settings) + " |",
+             "|" + "---|" * (3 * len(settings) + 1)]
+    for scorer in SCORERS:
+        cells = []
+        for s in settings:
+            m = report["scores"][scorer][s]
+            cells.append(f"{pct(m.get('tool_acc_answered'))} | {pct(m.get('param_acc_answered'))} | "
+                         f"{m.get('n_answered', '-')}/{m['n']}")
+        lines.append(f"| {scorer} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _png(fig) -> bytes:

@@ -1,7 +1,9 @@
 """Score predictions of a run: both scorers per setting, error taxonomy, history-length bins.
 
-Every (entry, setting) asked for is in every denominator: a missing prediction or a
-failed request is wrong on both scorers, never dropped.
+Every (entry, setting) asked for is in every headline denominator: a missing prediction or
+a failed request is wrong on both scorers, never dropped. The authors' API denominator
+(failed calls left out) is reported beside it: n_answered, tool_acc_answered,
+param_acc_answered.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from eval.taxonomy import ERROR_TYPES, classify
 from petool_jax import petoolbench as pb
 
 SCORERS = ("paper", "strict")
+TRUNCATION_FLAGS = ("cut", "lost_query", "lost_history", "descriptions_cut", "over_limit")
 # Bins of the entry's `history_length` (the user's whole history; the prompt shows <= 20).
 HISTORY_BIN_EDGES = (0, 20, 40, 60, 80, 100)
 
@@ -61,6 +64,8 @@ def score_rows(entries: list[dict], predictions: dict[tuple, dict], settings) ->
                 "missing": prediction is None,
                 "failed": prediction is not None and not usable,
                 "shortened": bool(prediction and prediction.get("shortened")),
+                # What --truncation did (eval/truncation.py); absent in older predictions.
+                **{k: bool(prediction and prediction.get(k)) for k in TRUNCATION_FLAGS},
                 "prompt_tokens": prediction.get("prompt_tokens") if prediction else None,
             })
     return rows
@@ -71,7 +76,12 @@ def _accuracy(rows: list[dict], scorer: str) -> dict:
     tool = sum(r[f"{scorer}_tool"] for r in rows)
     param = sum(r[f"{scorer}_param"] for r in rows)
     both = sum(r[f"{scorer}_tool"] and r[f"{scorer}_param"] for r in rows)
+    # The authors' API denominator: failed calls (and missing predictions) left out.
+    answered = n - sum(r["failed"] or r["missing"] for r in rows)
     return {
+        "n_answered": answered,
+        "tool_acc_answered": tool / answered if answered else None,
+        "param_acc_answered": param / answered if answered else None,
         "n": n,
         "tool_acc": tool / n if n else None,
         "param_acc": param / n if n else None,
@@ -118,6 +128,7 @@ def build_report(entries: list[dict], predictions: dict[tuple, dict], settings, 
             "missing": sum(r["missing"] for r in subset),
             "failed": sum(r["failed"] for r in subset),
             "shortened": sum(r["shortened"] for r in subset),
+            **{k: sum(r[k] for r in subset) for k in TRUNCATION_FLAGS},
             "mean_prompt_tokens": sum(tokens) / len(tokens) if tokens else None,
             "max_prompt_tokens": max(tokens) if tokens else None,
         }
