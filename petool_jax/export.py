@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 from tqdm import tqdm
 
-from petool_jax import hf_keys, lora_adapter
+from petool_jax import hf_keys, lora_adapter, run_checkpoint
 from petool_jax.checkpoint import (atomic_output_dir, copy_tokenizer_files, load_params,
                                    read_model_config)
 from petool_jax.errors import UserError
@@ -96,9 +96,15 @@ def export_to_hf(ckpt_dir: str | pathlib.Path, out_dir: str | pathlib.Path, over
     """Full HF model (a LoRA adapter directory needs --merge-lora), or with `peft` only the
     adapter in PEFT's format (adapter_model.safetensors + adapter_config.json)."""
     ckpt_dir = pathlib.Path(ckpt_dir)
-    config = read_model_config(ckpt_dir)
-    marker = json.loads((ckpt_dir / "petool_model.json").read_text())
-    params = load_params(ckpt_dir)
+    files_dir = ckpt_dir
+    if run_checkpoint.is_training_checkpoint(ckpt_dir):  # RUN_DIR/checkpoints/N
+        info = run_checkpoint.describe(ckpt_dir)
+        config, marker = run_checkpoint.model_config(info), run_checkpoint.model_marker(info)
+        params, files_dir = run_checkpoint.trainable_params(info), pathlib.Path(info.files_dir)
+    else:
+        config = read_model_config(ckpt_dir)
+        marker = json.loads((ckpt_dir / "petool_model.json").read_text())
+        params = load_params(ckpt_dir)
     is_adapter = "base_model" in marker
     if (merge_lora or peft) and not is_adapter:
         raise UserError(f"{ckpt_dir}: --merge-lora/--peft need a LoRA adapter directory (a LoRA run's model/)")
@@ -114,7 +120,7 @@ def export_to_hf(ckpt_dir: str | pathlib.Path, out_dir: str | pathlib.Path, over
                 params = lora_adapter.merge_into_base(base, params, marker["lora"])
             total = write_hf_weights(tmp, config, params, max_shard_bytes, progress)
             (tmp / "config.json").write_text(json.dumps(config.to_hf_dict(dtype), indent=2) + "\n")
-        copy_tokenizer_files(ckpt_dir, tmp)
+        copy_tokenizer_files(files_dir, tmp)
         if not peft and not (tmp / "generation_config.json").is_file():
             (tmp / "generation_config.json").write_text(json.dumps(generation_config(config), indent=2) + "\n")
     return {"bytes": total}

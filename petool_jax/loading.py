@@ -92,11 +92,13 @@ def _subtree(full, like):
 def load_model(path: str | pathlib.Path, dtype: str = "float32", param_dtype: str | None = None,
                mesh: Mesh | None = None, options: RuntimeOptions | None = None,
                with_tokenizer: bool = True, progress: bool = False) -> ModelBundle:
-    """An HF directory, a petool model directory, or a petool LoRA adapter directory (its
-    base model loaded from the path it records) -> ModelBundle with params on `mesh`."""
+    """An HF directory, a petool model directory, a petool LoRA adapter directory (its
+    base model loaded from the path it records) or a training checkpoint
+    RUN_DIR/checkpoints/N (petool_jax.run_checkpoint) -> ModelBundle with params on `mesh`."""
     import json
 
     from petool_jax.convert import read_hf_params
+    from petool_jax.run_checkpoint import is_training_checkpoint
     from petool_jax.tokenizer import load_tokenizer
 
     path = pathlib.Path(path)
@@ -104,6 +106,8 @@ def load_model(path: str | pathlib.Path, dtype: str = "float32", param_dtype: st
         raise UserError(f"{path}: model directory not found")
     options = options or RuntimeOptions(dtype=dtype, param_dtype=param_dtype or dtype)
     mesh = mesh or make_mesh(devices=jax.devices()[:1])
+    if is_training_checkpoint(path):
+        return _load_training_checkpoint(path, options, mesh, with_tokenizer, progress)
     marker = json.loads((path / "petool_model.json").read_text()) if is_petool_model(path) else {}
     if "base_model" in marker:
         return _load_adapter(path, marker, options, mesh, with_tokenizer, progress)
@@ -127,17 +131,8 @@ def _load_adapter(path, marker, options, mesh, with_tokenizer, progress) -> Mode
                       with_tokenizer=False, progress=progress)
     lora = marker["lora"]
     lora_options = dataclasses.replace(options, lora_rank=int(lora["rank"]), lora_alpha=float(lora["alpha"]))
-    adapter_host = load_params(path)
-    adapter_dtype = jnp.dtype(_stored_dtype(marker, options))
-    _, shardings = param_shardings(base.config, lora_options, mesh)
-
-    def put(key_path, leaf):
-        node = shardings
-        for k in key_path:
-            node = node[k.key]
-        return jax.device_put(jnp.asarray(leaf, adapter_dtype), node)
-
-    adapter = jax.tree_util.tree_map_with_path(put, adapter_host)
+    adapter = _place_adapter(load_params(path), base.config, lora_options, mesh,
+                             jnp.dtype(_stored_dtype(marker, options)))
     params = _deep_merge(base.params, adapter)
     tokenizer = None
     if with_tokenizer:
@@ -146,6 +141,43 @@ def _load_adapter(path, marker, options, mesh, with_tokenizer, progress) -> Mode
         tokenizer = load_tokenizer(path)
     return ModelBundle(base.config, lora_options, Llama(base.config, lora_options), params, mesh, tokenizer,
                        str(path), base_path=marker["base_model"])
+
+
+def _load_training_checkpoint(path, options, mesh, with_tokenizer, progress) -> ModelBundle:
+    """RUN_DIR/checkpoints/N: its trainable leaves over the run's starting model (see
+    petool_jax.run_checkpoint). `path` of the bundle is where the model files live."""
+    from petool_jax import run_checkpoint
+    from petool_jax.tokenizer import load_tokenizer
+
+    info = run_checkpoint.describe(path)
+    tokenizer = load_tokenizer(info.files_dir) if with_tokenizer else None
+    trained = run_checkpoint.trainable_params(info)
+    if not info.lora_rank:
+        config = run_checkpoint.model_config(info)
+        base_options = dataclasses.replace(options, lora_rank=0)
+        params = place_params(trained, config, base_options, mesh)
+        return ModelBundle(config, base_options, Llama(config, base_options), params, mesh, tokenizer,
+                           info.files_dir)
+    base = load_model(info.base_model, mesh=mesh, options=dataclasses.replace(options, lora_rank=0),
+                      with_tokenizer=False, progress=progress)
+    lora_options = dataclasses.replace(options, lora_rank=info.lora_rank, lora_alpha=info.lora_alpha)
+    params = _deep_merge(base.params, _place_adapter(trained, base.config, lora_options, mesh,
+                                                     jnp.dtype(info.param_dtype)))
+    return ModelBundle(base.config, lora_options, Llama(base.config, lora_options), params, mesh, tokenizer,
+                       info.files_dir, base_path=info.base_model)
+
+
+def _place_adapter(adapter_host, config, lora_options, mesh, dtype):
+    """lora_a/lora_b host leaves -> sharded jax arrays in `dtype`."""
+    _, shardings = param_shardings(config, lora_options, mesh)
+
+    def put(key_path, leaf):
+        node = shardings
+        for k in key_path:
+            node = node[k.key]
+        return jax.device_put(jnp.asarray(leaf, dtype), node)
+
+    return jax.tree_util.tree_map_with_path(put, adapter_host)
 
 
 def _stored_dtype(marker: dict, options: RuntimeOptions) -> str:
