@@ -33,7 +33,9 @@ INSTRUCTION_KEYS = {
 NO_HISTORY = "none"
 NO_HISTORY_KEY = "instruction_wo_history"  # used as is when an entry carries it
 EVAL_SETTINGS = SETTINGS + (NO_HISTORY,)
-PROMPT_FORMATS = ("system_user", "alpaca_user")
+# llama_factory: alpaca_user as LLaMA-Factory's converter builds it (empty parts left out),
+# rendered by petool_jax.train.llama_factory instead of the chat template (training only).
+PROMPT_FORMATS = ("system_user", "alpaca_user", "llama_factory")
 
 # Keys every entry must carry whatever the file; instruction keys are checked per setting.
 REQUIRED_KEYS = ("entry_id", "query", "apis_candidate", "api_call_ground_truth")
@@ -247,6 +249,8 @@ def build_messages(
         ]
     if prompt_format == "alpaca_user":
         return [{"role": "user", "content": instruction + "\n" + entry["query"]}]
+    if prompt_format == "llama_factory":
+        return [{"role": "user", "content": "\n".join(part for part in (instruction, entry["query"]) if part)}]
     raise ValueError(f"unknown prompt_format {prompt_format!r}; one of {', '.join(PROMPT_FORMATS)}")
 
 

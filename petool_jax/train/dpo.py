@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from petool_jax.attention import prefix_shared_mask, require_mask_kernel
+from petool_jax.attention import prefix_shared_spec, require_mask_kernel
 from petool_jax.errors import UserError
 from petool_jax.model import Llama
 from petool_jax.sharding import mesh_rules
@@ -28,7 +28,7 @@ REF_PREFIX = "ref/"
 def pair_logps(model, params, mb):
     """Summed float32 log-probs of the chosen and rejected responses, each [B, P]."""
     batch, pairs, k = mb["chosen_idx"].shape
-    mask = prefix_shared_mask(mb["pair_ids"], mb["branch_ids"])
+    mask = prefix_shared_spec(mb["pair_ids"], mb["branch_ids"])  # dense for xla, per block for blockwise
     gather = jnp.concatenate([mb["chosen_idx"].reshape(batch, -1), mb["rejected_idx"].reshape(batch, -1)], axis=1)
     targets = jnp.concatenate([mb["chosen_targets"].reshape(batch, -1),
                                mb["rejected_targets"].reshape(batch, -1)], axis=1)

@@ -24,15 +24,20 @@ def token_log_probs(model, params, tokens, positions, segment_ids, targets, gath
     return jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
 
 
-def make_sft_loss(model):
+def make_sft_loss(model, packing: bool = True):
+    """Without packing the segment ids (1 on the example, 0 on right padding) are not passed:
+    causal attention already hides the padding from real tokens, and the mask kind stays
+    plain causal, which `attention: auto` may run with cuDNN on a GPU."""
+
     def loss_fn(trainable, frozen, mb, norm):
         params = P.merge(trainable, frozen)
+        segments = mb["segment_ids"] if packing else None
         if "target_idx" in mb:  # logits only where the loss is (see sft_data.gather_targets)
-            logp = token_log_probs(model, params, mb["tokens"], mb["positions"], mb["segment_ids"],
+            logp = token_log_probs(model, params, mb["tokens"], mb["positions"], segments,
                                    mb["target_ids"], gather=mb["target_idx"])
             mask = mb["target_mask"]
         else:
-            logp = token_log_probs(model, params, mb["tokens"], mb["positions"], mb["segment_ids"], mb["targets"])
+            logp = token_log_probs(model, params, mb["tokens"], mb["positions"], segments, mb["targets"])
             mask = mb["loss_mask"]
         return -jnp.sum(logp * mask) / norm, {"target_tokens": jnp.sum(mask)}
 
@@ -66,7 +71,7 @@ def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=pr
         return batch
 
     return Task(name="sft", steps_per_epoch=batcher.steps_per_epoch(), batch_at=batch_at,
-                loss_fn=make_sft_loss(model), normaliser=sft_normaliser,
+                loss_fn=make_sft_loss(model, bool(data["packing"])), normaliser=sft_normaliser,
                 summarise=lambda m: {"target_tokens": int(m["target_tokens"])},
                 head_positions_in=lambda b: int(b["target_idx"].size), data_summary=summary)
 
