@@ -32,14 +32,14 @@ def main(argv=None) -> dict:
     if not hf.exists():
         # 3 shards: the shard limit is a third of the checkpoint (plus slack for the split points).
         shard = ckpt_bytes // 3 + 64 * 2**20
-        run_measured([sys.executable, "-m", "petool_jax.cli", "init", "--preset", args.preset, "--out", str(hf),
+        run_measured([sys.executable, "-m", "petool_jax.app.cli", "init", "--preset", args.preset, "--out", str(hf),
                       "--dtype", "bfloat16", "--max-shard-bytes", str(shard),
                       "--tokenizer", str(_tiny_tokenizer(work))])
     shards = sorted(p.name for p in hf.glob("*.safetensors"))
     runs = []
     for i in range(args.repeats):
         out = work / f"ckpt{i}"
-        r = run_measured([sys.executable, "-m", "petool_jax.cli", "convert", "--hf", str(hf), "--out", str(out)],
+        r = run_measured([sys.executable, "-m", "petool_jax.app.cli", "convert", "--hf", str(hf), "--out", str(out)],
                          env={"JAX_PLATFORMS": "cpu"})
         runs.append({"seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"]})
         shutil.rmtree(out)

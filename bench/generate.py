@@ -70,14 +70,13 @@ def llama3_tokenizer(model_file: pathlib.Path):
 def petoolbench_prompts(n_instances: int) -> list[list[int]]:
     """Token ids of the first n instances (entries in file order, settings p, r, c), exactly
     as `eval run` builds them."""
-    from eval.runners.jax_model import _ids
     from petool_jax import petoolbench as pb
+    from petool_jax.chat import ChatRenderer
 
     tokenizer = llama3_tokenizer(SHARED / "llama3" / "tokenizer.model")
     entries = pb.load_entries(SHARED / "petoolbench" / "test_dev.json.gz")
 
-    def encode(messages):
-        return _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+    encode = ChatRenderer(tokenizer).prompt_ids
 
     prompts = []
     for entry in entries:

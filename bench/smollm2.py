@@ -155,7 +155,7 @@ def bench_eval(model_dir: pathlib.Path, work: pathlib.Path, args) -> dict:
     for side in order:
         print(f"[bench.smollm2] eval: {side}", file=sys.stderr, flush=True)
         if side == "petool":
-            cmd = [sys.executable, "-m", "petool_jax.cli", "eval", "run", "--model", str(model_dir), "--data",
+            cmd = [sys.executable, "-m", "petool_jax.app.cli", "eval", "run", "--model", str(model_dir), "--data",
                    str(data), "--out", str(work / "petool_run"), "--settings", SETTING,
                    "--max-new-tokens", str(MAX_NEW_TOKENS), "--max-prompt-tokens", str(MAX_PROMPT_TOKENS),
                    # eval run pads every batch to --batch-size rows (fixed shapes): one batch of all

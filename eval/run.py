@@ -16,7 +16,8 @@ from eval.atomic import write_json_atomic
 from eval.options import RunOptions
 from eval.predictions import PredictionWriter, cut_partial_tail, load_predictions, rewrite_without
 from eval.report import write_outputs
-from eval.runners import Task, make_runner
+from eval.runners.select import make_runner
+from eval.runners.task import EvalTask
 from eval.scoring import build_report
 from petool_jax import petoolbench as pb
 from petool_jax.errors import UserError
@@ -57,7 +58,7 @@ def run_eval(options: RunOptions, out, settings, limit=None, retry_failed=False,
         print(f"[eval] retrying {n} failed predictions", file=sys.stderr)
     entry_ids = {e["entry_id"] for e in entries}
     done = load_predictions(path, entry_ids) if path.exists() else {}
-    tasks = [Task(e, s) for s in settings for e in selected if (e["entry_id"], s) not in done]
+    tasks = [EvalTask(e, s) for s in settings for e in selected if (e["entry_id"], s) not in done]
     total = len(selected) * len(settings)
     print(f"[eval] {total - len(tasks)}/{total} predictions already done; {len(tasks)} to go", file=sys.stderr)
     if tasks:

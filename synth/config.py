@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
+from petool_jax.petoolbench import SETTINGS
 from petool_jax.errors import UserError
 from synth.structure import check_structure_config
-
-SETTINGS = ("p", "r", "c")
 
 DEFAULTS: dict[str, Any] = {
     # Files or folders: ToolBench/RapidAPI tool documents, or PEToolBench entry files to harvest.

@@ -5,7 +5,7 @@ ToolBench (`data/toolenv/tools/<Category>/<tool>.json`): one tool per file with
 {name, description, required_parameters, optional_parameters}; the category is the file's
 `category_name`/`category` or else its folder. A JSON list of such tools works as well.
 Two optional per-API keys that ToolBench itself lacks make such a file usable offline (the
-built-in demo catalog, petool_jax/demo/catalog.json, uses them): `func`, the API's
+built-in demo catalog, petool_jax/app/demo/catalog.json, uses them): `func`, the API's
 functionality group id, and `examples`, a list of {instruction, parameters} example calls
 (checked against the API's schema like every example).
 

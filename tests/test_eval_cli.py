@@ -11,7 +11,7 @@ import pytest
 from eval.scoring import SCORERS
 from eval.taxonomy import ERROR_TYPES
 from eval_fixtures import BAYUT, SELOGER, small_benchmark, write_json
-from petool_jax.cli import main
+from petool_jax.app.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -17,7 +17,7 @@ from eval_fixtures import small_benchmark, write_json
 from hf_fixtures import make_hf_model
 from petool_jax import generation
 from petool_jax import petoolbench as pb
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from petool_jax.tokenizer import end_token_ids
 
 MAX_NEW = 24

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from eval.options import RunOptions
-from eval.runners import Task
-from eval.runners.jax_model import JaxModelRunner, _ids
+from eval.runners.task import EvalTask
+from eval.runners.jax_model import JaxModelRunner
+from petool_jax.chat import token_ids
 from eval_fixtures import rental_entry, seloger_entry, weather_entry
 from petool_jax import petoolbench as pb
 
@@ -44,8 +45,8 @@ def _runner(tokenizer, **options):
 
 
 def _count(tokenizer, messages):
-    # transformers 5 returns a BatchEncoding here, older versions a list: _ids takes either.
-    return len(_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)))
+    # transformers 5 returns a BatchEncoding here, older versions a list: token_ids takes either.
+    return len(token_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)))
 
 
 def test_prompts_fit_by_dropping_oldest_history_and_rows_record_it(tokenizer):
@@ -55,14 +56,14 @@ def test_prompts_fit_by_dropping_oldest_history_and_rows_record_it(tokenizer):
     budget = full[2] + 10
     assert full[1] > budget
     runner = _runner(tokenizer, max_prompt_tokens=budget, batch_size=2, max_new_tokens=40)
-    batches = list(runner.plan([Task(e, "p") for e in entries], batch_size=2))
+    batches = list(runner.plan([EvalTask(e, "p") for e in entries], batch_size=2))
     tasks = [t for b in batches for t in b]
     lengths = [len(t.prepared["ids"]) for t in tasks]
     assert lengths == sorted(lengths) and [len(b) for b in batches] == [2, 1]
     for task in tasks:
         ids, dropped = task.prepared["ids"], task.prepared["n_dropped"]
         assert len(ids) <= budget
-        expected = _ids(tokenizer.apply_chat_template(pb.build_messages(task.entry, "p", dropped),
+        expected = token_ids(tokenizer.apply_chat_template(pb.build_messages(task.entry, "p", dropped),
                                                       add_generation_prompt=True, tokenize=True))
         assert ids == expected and all(isinstance(i, int) for i in ids)
         if dropped:  # the fewest entries: one fewer would not fit
@@ -86,7 +87,7 @@ def test_prompts_fit_by_dropping_oldest_history_and_rows_record_it(tokenizer):
 
 def test_alpaca_prompt_format_uses_one_user_turn(tokenizer):
     runner = _runner(tokenizer, prompt_format="alpaca_user")
-    (batch,) = list(runner.plan([Task(weather_entry(), "c")], batch_size=4))
+    (batch,) = list(runner.plan([EvalTask(weather_entry(), "c")], batch_size=4))
     text = tokenizer.decode(batch[0].prepared["ids"])
     assert "system" not in text.split("<|start_header_id|>")[1]
     assert text.count("<|start_header_id|>user<|end_header_id|>") == 1

@@ -14,7 +14,7 @@ import pytest
 
 import llm_fake_server as fake
 from eval_fixtures import rental_entry, seloger_entry, weather_entry, write_json
-from petool_jax.cli import main
+from petool_jax.app.cli import main
 from petool_jax.petoolbench import INSTRUCTION_KEYS
 
 SECRET = "sk-eval-secret-never-stored"

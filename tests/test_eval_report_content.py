@@ -12,7 +12,7 @@ import pytest
 from eval.scoring import SCORERS
 from eval.taxonomy import ERROR_TYPES
 from eval_fixtures import BAYUT, SELOGER, SPORTS, WEATHER, small_benchmark, write_json
-from petool_jax.cli import main
+from petool_jax.app.cli import main
 from report_checks import PlotCapture, authors_scores, markdown_accuracy_row
 
 SETTINGS = ("p", "r", "c")

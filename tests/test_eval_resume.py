@@ -12,7 +12,7 @@ import time
 
 from eval_fixtures import rental_entry, seloger_entry, weather_entry, write_json
 from eval.predictions import load_predictions
-from petool_jax.cli import main
+from petool_jax.app.cli import main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TESTS = pathlib.Path(__file__).resolve().parent
@@ -31,7 +31,7 @@ class SlowRule(RuleRunner):
         return super().run_batch(batch)
 
 eval.run.make_runner = lambda spec, options: SlowRule()
-from petool_jax.cli import main
+from petool_jax.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

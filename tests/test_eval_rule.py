@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eval.runners import Task
+from eval.runners.task import EvalTask
 from eval.runners.rule import RuleRunner, attribute_scores, choose, evidence, lexical_scores, words
 from eval_fixtures import (BAYUT, CANDIDATES, IDEALISTA, SELOGER, SPORTS, WEATHER, make_entry, past, tool,
                            rental_entry, seloger_entry, weather_entry)
@@ -54,7 +54,7 @@ def test_same_calls_read_differently_per_setting():
 
 
 def test_runner_rows_are_paper_parsable_json():
-    tasks = [Task(rental_entry(), "p"), Task(weather_entry(), "c")]
+    tasks = [EvalTask(rental_entry(), "p"), EvalTask(weather_entry(), "c")]
     rows = RuleRunner().run_batch(tasks)
     assert [(r["entry_id"], r["setting"], r["ok"], r["shortened"]) for r in rows] == [(1, "p", True, False), (2, "c", True, False)]
     assert json.loads(rows[0]["response"]) == {"tool_name": BAYUT["tool_name"], "parameters": {"locationExternalIDs": "5002"}}

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from eval.runners import Task
+from eval.runners.task import EvalTask
 from eval.runners.rule import RuleRunner
 from eval.scoring import build_report
 from petool_jax import petoolbench as pb
@@ -22,7 +22,7 @@ def test_dev(shared_dir):
 
 
 def test_rule_baseline_on_test_dev(test_dev):
-    rows = RuleRunner().run_batch([Task(e, s) for s in pb.SETTINGS for e in test_dev])
+    rows = RuleRunner().run_batch([EvalTask(e, s) for s in pb.SETTINGS for e in test_dev])
     by_key = {(r["entry_id"], r["setting"]): r for r in rows}
     assert len(by_key) == 3 * 612
     report, scored = build_report(test_dev, by_key, pb.SETTINGS)

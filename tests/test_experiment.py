@@ -9,8 +9,9 @@ import pathlib
 
 import pytest
 
-from petool_jax.cli import main as petool
-from petool_jax.demo.pipeline import MODELS, SETTINGS
+from petool_jax.app.cli import main as petool
+from petool_jax.app.demo.rows import ROWS
+from petool_jax.petoolbench import SETTINGS
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -43,7 +44,7 @@ def release_fixture(path: pathlib.Path) -> list[dict]:
 
 def test_split_is_by_entry_disjoint_and_seeded():
     from petool_jax.errors import UserError
-    from petool_jax.experiment.split import check_disjoint, leaked_rows, scrub_rows, split_entries
+    from petool_jax.app.experiment.split import check_disjoint, leaked_rows, scrub_rows, split_entries
 
     entries = [{"entry_id": i, "query": f"Query {i}", "api_call_ground_truth": {"tool_name": "t", "parameters": {"i": i}}}
                for i in range(101)]
@@ -73,7 +74,7 @@ def test_split_is_by_entry_disjoint_and_seeded():
 
 def test_config_errors_name_the_key(tmp_path):
     from petool_jax.errors import UserError
-    from petool_jax.experiment.config import load_experiment_config, plan_of
+    from petool_jax.app.experiment.config import load_experiment_config, plan_of
 
     config = load_experiment_config(CONFIG)
     assert config["plan"] == "cpu" and config["split"]["pool_fraction"] == 0.5
@@ -118,7 +119,7 @@ def test_experiment_runs_every_stage_on_disjoint_halves(experiment_run):
     synth = (out / "data" / "synth.yaml").read_text()
     assert "pool_half.json" in synth and "eval_half.json" not in synth
     # every evaluated entry is from the evaluation half
-    for model in MODELS:
+    for model in ROWS:
         rows = [json.loads(line) for line in (out / "eval" / model.replace("+", "_") / "predictions.jsonl")
                 .read_text().splitlines()]
         assert rows and {str(r["entry_id"]) for r in rows} <= evaluation
@@ -136,7 +137,7 @@ def test_experiment_report_has_every_row_and_the_paper_rows(experiment_run):
     out, _ = experiment_run
     report = json.loads((out / "report.json").read_text())
     rows = report["rows"]
-    assert {(r["model"], r["setting"]) for r in rows} == set(itertools.product(MODELS, SETTINGS))
+    assert {(r["model"], r["setting"]) for r in rows} == set(itertools.product(ROWS, SETTINGS))
     for row in rows:
         assert row["status"] == "done" and row["n"] == 4, row
         assert 0.0 <= row["tool_acc"] <= 1.0 and row["tool_acc_se"] is not None
@@ -148,7 +149,7 @@ def test_experiment_report_has_every_row_and_the_paper_rows(experiment_run):
     leakage = report["facts"]["leakage"]
     assert set(leakage) == {f"user_entries_{k}_{s}.json" for k in ("sft", "dpo") for s in SETTINGS}
     # no training row quotes an evaluation query
-    from petool_jax.experiment.split import evaluation_queries, leaked_rows
+    from petool_jax.app.experiment.split import evaluation_queries, leaked_rows
 
     queries = evaluation_queries(json.loads((out / "data" / "eval_half.json").read_text()))
     for name in leakage:
@@ -171,7 +172,7 @@ def test_experiment_cpu_plan_on_the_real_release(shared_dir, tmp_path):
     assert petool(["experiment", "--config", str(CONFIG), "--data", str(release), "--out", str(out),
                    "--limit", "2", "plans.cpu.sft_steps=2", "plans.cpu.dpo_steps=1"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert {(r["model"], r["setting"]) for r in report["rows"]} == set(itertools.product(MODELS, SETTINGS))
+    assert {(r["model"], r["setting"]) for r in report["rows"]} == set(itertools.product(ROWS, SETTINGS))
     split = json.loads((out / "data" / "split.json").read_text())
     # Entries that share a query stay in one half, so the halves are near, not exactly, 306 each.
     pool, evaluation = set(map(str, split["pool_ids"])), set(map(str, split["eval_ids"]))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hf_fixtures import make_hf_model
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from petool_jax.generation import generate_batch, load_model
 
 PROMPTS = ["Hello, how are you today?", "Find flights from Berlin to Rome.",

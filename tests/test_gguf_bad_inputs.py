@@ -50,7 +50,7 @@ def test_not_a_gguf_and_missing_file(tmp_path):
 
 
 def test_cli_prints_the_error(tmp_path, capsys):
-    from petool_jax.cli import main as petool
+    from petool_jax.app.cli import main as petool
 
     src = tmp_path / "qwen.gguf"
     write_tiny_gguf(src, tied=True, arch="qwen2", num_layers=1)

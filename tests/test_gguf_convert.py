@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gguf_fixtures import CHATML_TEMPLATE, write_tiny_gguf
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 
 PROMPTS = ["What is the weather in Paris?", "call the weather API", "12345 + 678 ="]
 
@@ -211,7 +211,8 @@ def test_sft_trains_on_the_converted_model(converted, tmp_path):
     [metrics] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
     from petool_jax.tokenizer import load_tokenizer
-    from petool_jax.train.sft_data import ChatRenderer, load_sft_examples, tokenize_example
+    from petool_jax.chat import ChatRenderer
+    from petool_jax.train.sft_data import load_sft_examples, tokenize_example
 
     renderer = ChatRenderer(load_tokenizer(tmp / "ckpt"))
     total, count = 0.0, 0

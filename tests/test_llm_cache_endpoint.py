@@ -60,7 +60,7 @@ def test_endpoint_normalisation_keeps_credentials_out():
 
 
 def test_eval_cli_refuses_api_key_flag(tmp_path, capsys, monkeypatch):
-    from petool_jax.cli import main
+    from petool_jax.app.cli import main
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     secret = "sk-never-on-the-command-line"
@@ -75,7 +75,7 @@ def test_eval_cli_refuses_api_key_flag(tmp_path, capsys, monkeypatch):
 
 
 def _help(args, capsys):
-    from petool_jax.cli import main
+    from petool_jax.app.cli import main
 
     with pytest.raises(SystemExit):
         main(args)

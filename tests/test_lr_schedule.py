@@ -12,7 +12,7 @@ import torch
 import transformers
 
 from hf_fixtures import make_hf_model
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from petool_jax.train import trainer
 from petool_jax.train.optim import make_schedule
 from train_fixtures import write_sft

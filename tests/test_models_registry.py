@@ -10,7 +10,7 @@ import pytest
 from gguf_fixtures import write_tiny_gguf
 from petool_jax import models_registry as reg
 from petool_jax.checkpoint import is_petool_model
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from petool_jax.errors import UserError
 
 NAME = "smollm2-135m-instruct"

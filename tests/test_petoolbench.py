@@ -8,7 +8,7 @@ import json
 import pytest
 
 from eval_fixtures import BAYUT, CANDIDATES, rental_entry, small_benchmark, write_json
-from petool_jax.cli import UserError
+from petool_jax.app.cli import UserError
 from petool_jax import petoolbench as pb
 
 

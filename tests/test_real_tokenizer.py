@@ -184,12 +184,12 @@ def test_eval_prompts_of_all_612_entries(entries, eval_prompts, tokenizer):
 
 def test_eval_runner_encodes_as_the_tokenizer(tokenizer, entries, eval_prompts):
     """eval's JAX runner tokenizes through apply_chat_template(tokenize=True): same ids."""
-    from eval.runners.jax_model import _ids
+    from petool_jax.chat import token_ids
 
     for entry in entries[:20]:
         for setting in pb.SETTINGS:
             messages, _, ids = eval_prompts[entry["entry_id"], setting][1:]
-            assert _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)) == \
+            assert token_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)) == \
                 ids.tolist()
 
 
@@ -257,7 +257,7 @@ def check_dpo(tokenizer, renderer, entry, setting, pair):
 
 def run_sft_and_dpo(tokenizer, entries, keys, shared_dir):
     from petool_jax.train.dpo_data import load_pairs
-    from petool_jax.train.sft_data import ChatRenderer
+    from petool_jax.chat import ChatRenderer
 
     renderer = ChatRenderer(SharedEncodings(tokenizer))
     by_id = {e["entry_id"]: e for e in entries}

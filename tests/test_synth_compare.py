@@ -9,7 +9,7 @@ import pytest
 import synth_fixtures as fx
 from eval_fixtures import rental_entry, seloger_entry, small_benchmark, weather_entry, write_json
 from petool_jax import petoolbench as pb
-from petool_jax.cli import main
+from petool_jax.app.cli import main
 from petool_jax.petoolbench_structure import preferred_visible
 from synth.compare import figures
 from synth.config import load_config
@@ -90,7 +90,7 @@ def test_llm_model_none_alone_runs_offline(tmp_path):
     pool = fx.write_petoolbench_pool(tmp_path / "pool.json")
     config = load_config(None, [f"tool_pool={pool}", "llm.model=none"])
     assert config["embedding"]["model"] == "local-hash"
-    from petool_jax.cli import UserError
+    from petool_jax.app.cli import UserError
 
     with pytest.raises(UserError, match=r"set embedding\.model=local-hash"):
         load_config(None, [f"tool_pool={pool}", "llm.model=none", "embedding.model=text-embedding-3-small"])

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import synth_fixtures as fx
-from petool_jax.cli import UserError, main
+from petool_jax.app.cli import UserError, main
 from synth.config import DEFAULTS, load_config
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "synth" / "petoolbench.yaml"

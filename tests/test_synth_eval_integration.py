@@ -10,7 +10,7 @@ import pytest
 import synth_fixtures as fx
 from petool_jax import petoolbench as pb
 from petool_jax.petoolbench_structure import preferred_visible
-from petool_jax.cli import main
+from petool_jax.app.cli import main
 from synth.config import load_config
 from synth.pipeline import run_pipeline
 

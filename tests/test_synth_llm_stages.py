@@ -191,7 +191,7 @@ def test_llm_stages_validate_retry_reask_and_replay_from_cache(tmp_path, server,
 
 
 def test_missing_api_key_is_a_clear_cli_error(tmp_path, monkeypatch, capsys):
-    from petool_jax.cli import main
+    from petool_jax.app.cli import main
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import synth_fixtures as fx
-from petool_jax.cli import UserError
+from petool_jax.app.cli import UserError
 from synth.pool import Pool
 from synth.schema import parameter_problems
 from synth.sources import load_pool

@@ -10,7 +10,8 @@ from hf_fixtures import make_tokenizer
 from petool_jax.errors import UserError
 from petool_jax.petoolbench import render_instruction, split_instruction
 from petool_jax.train.config import load_config
-from petool_jax.train.sft_data import (ChatRenderer, SequenceBatcher, check_batch_has_targets,
+from petool_jax.chat import ChatRenderer
+from petool_jax.train.sft_data import (SequenceBatcher, check_batch_has_targets,
                                        load_sft_examples, tokenize_example, tokenized_dataset)
 from train_fixtures import sft_records, write_sft
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hf_fixtures import make_hf_model
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from petool_jax.train.dpo_losses import preference_loss
 from train_fixtures import write_dpo
 

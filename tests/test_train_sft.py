@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hf_fixtures import make_hf_model
-from petool_jax.cli import main as petool
+from petool_jax.app.cli import main as petool
 from petool_jax.safetensors_io import iter_checkpoint_files
 from train_fixtures import write_sft
 
@@ -89,7 +89,7 @@ def test_kill_and_resume_gives_the_same_run(world, tmp_path):
     assert petool(base_args(world, straight, *common)) == 0
 
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "petool_jax.cli", *base_args(world, killed, *common)]
+    cmd = [sys.executable, "-m", "petool_jax.app.cli", *base_args(world, killed, *common)]
     env = {**os.environ, "PETOOL_FAULT_KILL_AT_STEP": "5"}
     first = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert first.returncode == -9, first.stderr[-2000:]

@@ -10,15 +10,9 @@ from __future__ import annotations
 
 from eval.options import RunOptions
 from eval.predictions import prediction_row
-from eval.runners import Task, chunks
+from eval.runners.task import EvalTask, chunks
 from petool_jax import petoolbench as pb
-
-
-def _ids(encoded) -> list[int]:
-    # transformers may return a list or a BatchEncoding, depending on version.
-    if hasattr(encoded, "keys") and "input_ids" in encoded:
-        encoded = encoded["input_ids"]
-    return list(encoded)
+from petool_jax.chat import ChatRenderer
 
 
 class JaxModelRunner:
@@ -32,9 +26,9 @@ class JaxModelRunner:
         self.tokenizer = self.bundle.tokenizer
 
     def _encode(self, messages: list[dict]) -> list[int]:
-        return _ids(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        return ChatRenderer(self.tokenizer).prompt_ids(messages)
 
-    def plan(self, tasks: list[Task], batch_size: int):
+    def plan(self, tasks: list[EvalTask], batch_size: int):
         count = lambda messages: len(self._encode(messages))  # noqa: E731
         for task in tasks:
             messages, n_dropped = pb.fit_messages(task.entry, task.setting, count,
@@ -43,7 +37,7 @@ class JaxModelRunner:
         ordered = sorted(tasks, key=lambda t: len(t.prepared["ids"]))
         return chunks(ordered, batch_size)
 
-    def run_batch(self, batch: list[Task]) -> list[dict]:
+    def run_batch(self, batch: list[EvalTask]) -> list[dict]:
         o = self.options
         generated = self._generation.generate_batch(
             self.bundle, [t.prepared["ids"] for t in batch], max_new_tokens=o.max_new_tokens,

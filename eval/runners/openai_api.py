@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from eval.options import RunOptions
 from eval.predictions import prediction_row
-from eval.runners import Task, chunks
+from eval.runners.task import EvalTask, chunks
 from petool_jax import petoolbench as pb
 
 
@@ -36,11 +36,11 @@ class OpenAIRunner:
         if options.top_p < 1.0:
             self.params["top_p"] = options.top_p
 
-    def plan(self, tasks: list[Task], batch_size: int):
+    def plan(self, tasks: list[EvalTask], batch_size: int):
         # A batch keeps every concurrent slot busy; its rows are written when it completes.
         return chunks(tasks, max(batch_size, 4 * self.options.concurrency))
 
-    def run_batch(self, batch: list[Task]) -> list[dict]:
+    def run_batch(self, batch: list[EvalTask]) -> list[dict]:
         requests = [(pb.build_messages(t.entry, t.setting, 0, self.options.prompt_format), self.model_name,
                      self.params) for t in batch]
         results = self.client.chat_many(requests, progress=False)

@@ -27,7 +27,7 @@ import re
 from collections import Counter
 
 from eval.predictions import prediction_row
-from eval.runners import Task, chunks
+from eval.runners.task import EvalTask, chunks
 from petool_jax import petoolbench as pb
 from petool_jax.petoolbench_structure import ATTRIBUTES, call_attributes, candidate_attributes
 
@@ -124,10 +124,10 @@ def choose(entry: dict, setting: str) -> dict:
 class RuleRunner:
     name = "rule"
 
-    def plan(self, tasks: list[Task], batch_size: int):
+    def plan(self, tasks: list[EvalTask], batch_size: int):
         return chunks(tasks, batch_size)
 
-    def run_batch(self, batch: list[Task]) -> list[dict]:
+    def run_batch(self, batch: list[EvalTask]) -> list[dict]:
         return [
             prediction_row(t.entry["entry_id"], t.setting, json.dumps(choose(t.entry, t.setting), ensure_ascii=False))
             for t in batch

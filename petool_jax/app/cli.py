@@ -15,16 +15,16 @@ from petool_jax.errors import UserError  # re-exported: subcommands raise it
 
 # (module, ...) in the order they appear in `petool --help`.
 SUBCOMMAND_MODULES = (
-    "petool_jax.commands.convert",
-    "petool_jax.commands.models",
-    "petool_jax.commands.export",
-    "petool_jax.commands.generate",
-    "petool_jax.commands.init_model",
-    "petool_jax.commands.train",
+    "petool_jax.app.commands.convert",
+    "petool_jax.app.commands.models",
+    "petool_jax.app.commands.export",
+    "petool_jax.app.commands.generate",
+    "petool_jax.app.commands.init_model",
+    "petool_jax.app.commands.train",
     "eval.cli",
     "synth.cli",
-    "petool_jax.commands.demo",
-    "petool_jax.commands.experiment",
+    "petool_jax.app.commands.demo",
+    "petool_jax.app.commands.experiment",
 )
 
 

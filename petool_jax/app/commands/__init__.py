@@ -1,1 +1,1 @@
-"""One module per `petool` subcommand (see petool_jax/cli.py)."""
+"""One module per `petool` subcommand (see petool_jax/app/cli.py)."""

@@ -37,9 +37,9 @@ def run(args) -> int:
     import dataclasses
     import pathlib
 
-    from petool_jax.demo.pipeline import Demo, prepare_out_dir
-    from petool_jax.demo.plan import SMOLLM2, SMOLLM2_SMOKE, TINY, TINY_SMOKE
-    from petool_jax.demo.report import results_table
+    from petool_jax.app.demo.pipeline import Demo, prepare_out_dir
+    from petool_jax.app.demo.plan import SMOLLM2, SMOLLM2_SMOKE, TINY, TINY_SMOKE
+    from petool_jax.app.demo.report import results_table
     from petool_jax.errors import UserError
 
     if args.eval_limit is not None and args.eval_limit < 1:

@@ -1,5 +1,5 @@
 """`petool experiment --config FILE [--plan cpu|full] [--limit N] [--data FILE] [--out DIR] [key=value ...]`:
-the PEToolLLM recipe on a real PEToolBench release file (see petool_jax/experiment/)."""
+the PEToolLLM recipe on a real PEToolBench release file (see petool_jax/app/experiment/)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def run(args) -> int:
     import pathlib
     import shlex
 
-    from petool_jax.demo.pipeline import prepare_out_dir
-    from petool_jax.demo.report import results_table
+    from petool_jax.app.demo.pipeline import prepare_out_dir
+    from petool_jax.app.demo.report import results_table
     from petool_jax.errors import UserError
-    from petool_jax.experiment.config import load_experiment_config, plan_of
-    from petool_jax.experiment.pipeline import Experiment
+    from petool_jax.app.experiment.config import load_experiment_config, plan_of
+    from petool_jax.app.experiment.pipeline import Experiment
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: must be at least 1")

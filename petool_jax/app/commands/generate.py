@@ -27,10 +27,9 @@ def register(subparsers) -> None:
 
 def encode_prompt(tokenizer, prompt: str, chat: bool, system: str | None = None) -> list[int]:
     if chat:
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        from petool_jax.chat import ChatRenderer, single_turn_messages
+
+        return ChatRenderer(tokenizer).prompt_ids(single_turn_messages(prompt, system))
     return tokenizer(prompt)["input_ids"]
 
 

@@ -21,9 +21,8 @@ import math
 import pathlib
 
 from petool_jax import petoolbench as pb
+from petool_jax.petoolbench import SETTINGS
 from petool_jax.petoolbench_structure import preferred_visible
-
-SETTINGS = ("p", "r", "c")
 
 
 def se(p: float | None, n: int) -> float | None:

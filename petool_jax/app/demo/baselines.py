@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 
 from eval.predictions import prediction_row
-from eval.runners import Task, chunks
+from eval.runners.task import EvalTask, chunks
 from petool_jax import petoolbench as pb
 
 
@@ -58,10 +58,10 @@ class RandomRunner:
         self.seed = seed
         self.name = f"random:{seed}"
 
-    def plan(self, tasks: list[Task], batch_size: int):
+    def plan(self, tasks: list[EvalTask], batch_size: int):
         return chunks(tasks, batch_size)
 
-    def run_batch(self, batch: list[Task]) -> list[dict]:
+    def run_batch(self, batch: list[EvalTask]) -> list[dict]:
         return [prediction_row(t.entry["entry_id"], t.setting,
                                json.dumps(random_call(t.entry, t.setting, self.seed), ensure_ascii=False))
                 for t in batch]

@@ -13,7 +13,7 @@ CATALOG = pathlib.Path(__file__).with_name("catalog.json")
 def catalog_path() -> pathlib.Path:
     if not CATALOG.is_file():
         raise UserError(f"{CATALOG}: the demo's tool catalog is missing from the installation "
-                        "(regenerate it with: python -m petool_jax.demo.catalog_source)")
+                        "(regenerate it with: python -m petool_jax.app.demo.catalog_source)")
     return CATALOG
 
 

@@ -1,5 +1,5 @@
 """The definition of the demo's built-in tool catalog; `catalog.json` beside this file is
-generated from it (`python -m petool_jax.demo.catalog_source` rewrites it; a test checks that
+generated from it (`python -m petool_jax.app.demo.catalog_source` rewrites it; a test checks that
 the two agree).
 
 The catalog is written for this project, in the shape PEToolBench was built from: 10

@@ -33,34 +33,18 @@ import gzip
 import importlib.util
 import json
 import pathlib
-import resource
 import shlex
 import shutil
 import time
 
-from petool_jax.demo.plan import DemoPlan
+from petool_jax.app.demo.plan import DemoPlan
+from petool_jax.app.demo.resources import cpu_seconds
+from petool_jax.app.demo.rows import row_dir_name
+from petool_jax.chat import ChatRenderer
 from petool_jax.errors import UserError
+from petool_jax.petoolbench import SETTINGS
 
-SETTINGS = ("p", "r", "c")
-MODELS = ("random", "rule", "untrained", "sft", "sft+dpo")
 MARKER = "demo_run.json"
-
-
-def _slug(model: str) -> str:
-    return model.replace("+", "_")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MB (Linux: KB units)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024.0
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process (all its threads), in seconds."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def prepare_out_dir(out: pathlib.Path, overwrite: bool) -> None:
@@ -158,7 +142,7 @@ class Demo:
 
     # -- running petool commands -------------------------------------------------------
     def petool(self, *argv) -> None:
-        from petool_jax.cli import main
+        from petool_jax.app.cli import main
 
         argv = [str(a) for a in argv]
         command = "petool " + shlex.join(argv)
@@ -177,7 +161,7 @@ class Demo:
     def stage_data(self) -> None:
         import yaml
 
-        from petool_jax.demo.catalog import catalog_path, catalog_summary
+        from petool_jax.app.demo.catalog import catalog_path, catalog_summary
 
         data = pathlib.Path(self.data_arg) if self.data_arg else None
         if data is not None and data.is_dir():
@@ -278,7 +262,7 @@ class Demo:
 
     def stage_warmup_calls(self) -> None:
         from petool_jax import petoolbench as pb
-        from petool_jax.demo.warmup import call_rows
+        from petool_jax.app.demo.warmup import call_rows
 
         p = self.plan
         rows = call_rows(pb.load_entries(self.files.train_entries))
@@ -287,7 +271,7 @@ class Demo:
 
     def stage_warmup_history(self) -> None:
         from petool_jax import petoolbench as pb
-        from petool_jax.demo.warmup import history_rows
+        from petool_jax.app.demo.warmup import history_rows
 
         p = self.plan
         rows = history_rows(pb.load_entries(self.files.train_entries))
@@ -337,7 +321,7 @@ class Demo:
 
     def stage_export(self) -> None:
         name, model = self.final_model()
-        hf = self.out / "hf" / _slug(name)
+        hf = self.out / "hf" / row_dir_name(name)
         self.petool("export", "--ckpt", model, "--out", hf, "--overwrite", *(["--merge-lora"] if self.lora else []))
         self.facts["export"] = {"model": name, "hf_dir": str(hf), **self.reload_check(model, hf)}
         check = self.facts["export"]
@@ -367,8 +351,7 @@ class Demo:
             return {"status": "failed", "reason": f"transformers reported {bad}"}
         tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
         entry = pb.load_entries(self.files.test)[0]
-        ids = tokenizer.apply_chat_template(pb.build_messages(entry, "p"), add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)[: self.plan.max_seq_len]
+        ids = ChatRenderer(tokenizer).prompt_ids(pb.build_messages(entry, "p"))[: self.plan.max_seq_len]
         with torch.no_grad():
             ref = hf_model(torch.tensor([ids])).logits.numpy()
         bundle = load_model(model_dir, dtype="float32", with_tokenizer=False)
@@ -393,7 +376,7 @@ class Demo:
     def stage_eval(self) -> None:
         dirs = []
         for name, model in self.eval_targets():
-            out = self.out / "eval" / _slug(name)
+            out = self.out / "eval" / row_dir_name(name)
             dirs.append(out)
             if model is None:
                 self._eval_random(out)
@@ -416,7 +399,7 @@ class Demo:
         from eval.options import RunOptions
         from eval.run import run_eval
         from petool_jax import petoolbench as pb
-        from petool_jax.demo.baselines import RandomRunner, expected_provider_chance, expected_random_tool_acc
+        from petool_jax.app.demo.baselines import RandomRunner, expected_provider_chance, expected_random_tool_acc
 
         self.note(f"random: one candidate drawn uniformly per (entry, setting), seed {self.seed}, "
                   f"scored by eval's run loop -> {out}")
@@ -498,7 +481,7 @@ class Demo:
     def run(self) -> dict:
         from tqdm.auto import tqdm
 
-        from petool_jax.demo.report import write_report
+        from petool_jax.app.demo.report import write_report
 
         started = time.monotonic()
         (self.out / MARKER).write_text(json.dumps({"plan": self.plan.name, "seed": self.seed}) + "\n")

@@ -19,7 +19,9 @@ import pathlib
 import time
 
 from eval.atomic import write_atomic, write_json_atomic
-from petool_jax.demo.pipeline import MODELS, SETTINGS, _slug, peak_rss_mb
+from petool_jax.app.demo.resources import peak_rss_mb
+from petool_jax.app.demo.rows import ROWS, row_dir_name
+from petool_jax.petoolbench import SETTINGS
 
 SETTING_NAMES = {"p": "preferred-only", "r": "rating-integrated", "c": "chronological"}
 
@@ -30,14 +32,14 @@ def _pct(x) -> str:
 
 def load_eval_reports(out: pathlib.Path, evaluated: list[str]) -> dict[str, dict]:
     """eval's report.json of each evaluated model, read once for the table and the findings."""
-    return {model: json.loads((out / "eval" / _slug(model) / "report.json").read_text(encoding="utf-8"))
-            for model in MODELS if model in evaluated}
+    return {model: json.loads((out / "eval" / row_dir_name(model) / "report.json").read_text(encoding="utf-8"))
+            for model in ROWS if model in evaluated}
 
 
 def collect_rows(reports: dict[str, dict], stats: dict[str, dict] | None = None) -> list[dict]:
     stats = stats or {}
     rows = []
-    for model in MODELS:
+    for model in ROWS:
         report = reports.get(model)
         for s in SETTINGS:
             if report is None:
@@ -58,12 +60,12 @@ def collect_rows(reports: dict[str, dict], stats: dict[str, dict] | None = None)
 def model_stats(out: pathlib.Path, evaluated: list[str], test_file: str | None) -> dict[str, dict]:
     """analysis.model_stats of every evaluated model (empty without the test file)."""
     from petool_jax import petoolbench as pb
-    from petool_jax.demo.analysis import model_stats as stats_of
+    from petool_jax.app.demo.analysis import model_stats as stats_of
 
     if not test_file:
         return {}
     entries = pb.load_entries(test_file)
-    return {m: stats_of(out / "eval" / _slug(m), entries) for m in MODELS if m in evaluated}
+    return {m: stats_of(out / "eval" / row_dir_name(m), entries) for m in ROWS if m in evaluated}
 
 
 def mean_tool_acc(rows: list[dict], model: str) -> float | None:
@@ -80,7 +82,7 @@ def _pct_se(value, err) -> str:
 def results_table(rows: list[dict]) -> str:
     lines = ["| model | " + " | ".join(f"{SETTING_NAMES[s]} Tool | Param" for s in SETTINGS) + " |",
              "|---|" + "---|---|" * len(SETTINGS)]
-    for model in MODELS:
+    for model in ROWS:
         cells = []
         for s in SETTINGS:
             row = next(r for r in rows if r["model"] == model and r["setting"] == s)
@@ -186,13 +188,13 @@ def plot(out: pathlib.Path, rows: list[dict], facts: dict) -> list[str]:
 
     written = []
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    width = 0.8 / len(MODELS)
+    width = 0.8 / len(ROWS)
     for ax, key, title in ((axes[0], "tool_acc", "Tool Acc"), (axes[1], "param_acc", "Param Acc")):
-        for i, model in enumerate(MODELS):
+        for i, model in enumerate(ROWS):
             chosen = [next(r for r in rows if r["model"] == model and r["setting"] == s) for s in SETTINGS]
             values = [r[key] for r in chosen]
             errors = [100 * (r.get(f"{key}_se") or 0) for r in chosen]
-            xs = np.arange(len(SETTINGS)) + (i - (len(MODELS) - 1) / 2) * width
+            xs = np.arange(len(SETTINGS)) + (i - (len(ROWS) - 1) / 2) * width
             ax.bar(xs, [100 * v if v is not None else 0 for v in values], width, label=model, yerr=errors,
                    capsize=2)
         if key == "tool_acc" and facts.get("random_expected_tool_acc") is not None:
@@ -299,7 +301,7 @@ def render_markdown(report: dict) -> str:
         lines += ["", "## Targets (issue 15)", "", targets_table(report["targets"])]
     lines += ["", "Strict scorer, Tool Acc (%): " + "; ".join(
         f"{m} " + "/".join(_pct(next(r for r in report['rows'] if r['model'] == m and r['setting'] == s)
-                                ['strict_tool_acc']) for s in SETTINGS) for m in MODELS) + " (p/r/c)",
+                                ['strict_tool_acc']) for s in SETTINGS) for m in ROWS) + " (p/r/c)",
               "", "Per-model details (error taxonomy, history length, plots): `eval/<model>/report.md`; side by side: "
               "`eval/compare/compare.md`.", "",
               "![accuracy](accuracy.png)", "", "![training](training.png)", "",
@@ -314,7 +316,7 @@ def render_markdown(report: dict) -> str:
 def write_report(out: pathlib.Path, facts: dict, stage_seconds: dict, started: float, commands: list[str],
                  evaluated: list[str], title: str = "petool demo", extra_sections=None) -> dict:
     """extra_sections(report) -> markdown lines placed after the results (the experiment's paper rows)."""
-    from petool_jax.demo.analysis import dpo_diagnostics, targets
+    from petool_jax.app.demo.analysis import dpo_diagnostics, targets
 
     t0 = time.monotonic()
     reports = load_eval_reports(out, evaluated)

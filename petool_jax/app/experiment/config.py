@@ -2,7 +2,7 @@
 
 Keys: data (release file), model (a `petool models` name, a GGUF file or a model directory),
 output_dir, seed, plan (a name under `plans`), split.pool_fraction, plans.<name>.<DemoPlan
-field> (sizes of synthesis, training and evaluation; see petool_jax/demo/plan.py), paper_rows
+field> (sizes of synthesis, training and evaluation; see petool_jax/app/demo/plan.py), paper_rows
 (the published results printed beside ours).
 """
 
@@ -14,7 +14,7 @@ import pathlib
 
 import yaml
 
-from petool_jax.demo.plan import SMOLLM2, DemoPlan
+from petool_jax.app.demo.plan import SMOLLM2, DemoPlan
 from petool_jax.errors import UserError
 
 TOP_KEYS = {"data", "model", "output_dir", "seed", "plan", "split", "plans", "paper_rows"}

@@ -1,6 +1,6 @@
 """`petool experiment`: model -> split -> synth (pool half) -> SFT -> DPO -> export -> eval (evaluation half) -> report.
 
-The demo's stages (petool_jax/demo/pipeline.py), on a real release file instead of the
+The demo's stages (petool_jax/app/demo/pipeline.py), on a real release file instead of the
 built-in catalog: the release is split by entry (split.py); `petool synth` harvests the tool
 pool from the pool half only and synthesizes SFT and DPO data with the release's structure;
 training rows that hold an evaluation query are dropped; the trained models, the untrained
@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import pathlib
 
-from petool_jax.demo.pipeline import SETTINGS, DataFiles, Demo
+from petool_jax.app.demo.pipeline import DataFiles, Demo
+from petool_jax.petoolbench import SETTINGS
 from petool_jax.errors import UserError
 
 
@@ -52,12 +53,12 @@ class Experiment(Demo):
                 ("eval", self.stage_eval)]
 
     def stage_split(self) -> None:
-        from petool_jax.experiment.split import write_split
+        from petool_jax.app.experiment.split import write_split
 
         folder = self.out / "data"
         fraction = float(self.config["split"]["pool_fraction"])
         self.note(f"split: {self.release} by entry, seed {self.seed}, pool fraction {fraction} -> "
-                  f"{folder / 'pool_half.json'}, {folder / 'eval_half.json'} (petool_jax.experiment.split)")
+                  f"{folder / 'pool_half.json'}, {folder / 'eval_half.json'} (petool_jax.app.experiment.split)")
         self.split = write_split(self.release, folder, self.seed, fraction)
         self.facts["split"] = {k: self.split[k] for k in ("release", "entries", "seed", "pool_fraction")} | {
             "pool": len(self.split["pool_ids"]), "evaluation": len(self.split["eval_ids"])}
@@ -67,7 +68,7 @@ class Experiment(Demo):
 
         from eval.atomic import write_json_atomic
         from petool_jax import petoolbench as pb
-        from petool_jax.experiment.split import evaluation_queries, scrub_rows
+        from petool_jax.app.experiment.split import evaluation_queries, scrub_rows
 
         folder = self.out / "data"
         synth_dir = folder / "synth"
@@ -91,7 +92,7 @@ class Experiment(Demo):
         dropped = sum(v["dropped_query_is_an_evaluation_query"] for v in leakage.values())
         cut = sum(v["history_calls_cut"] for v in leakage.values())
         self.note(f"leakage filter: training rows whose query is an evaluation-half query dropped ({dropped}), history "
-                  f"calls quoting one cut ({cut}) -> {train_dir} (petool_jax.experiment.split.scrub_rows)")
+                  f"calls quoting one cut ({cut}) -> {train_dir} (petool_jax.app.experiment.split.scrub_rows)")
         self.facts["leakage"] = leakage
         self.files = DataFiles(
             source=f"synthesized from the tools of the pool half of {self.release}",
