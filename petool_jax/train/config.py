@@ -20,11 +20,13 @@ DEFAULTS: dict[str, Any] = {
         "train": None,  # file or list of files
         "format": "auto",  # auto | llamafactory | petoolbench
         "settings": "p,r,c",  # PEToolBench entries: one example per entry and setting
-        "prompt_format": "system_user",  # system_user | alpaca_user
+        "prompt_format": "system_user",  # system_user | alpaca_user | llama_factory (the authors' LLaMA-Factory rendering)
         "max_samples": 0,  # per file, 0 = all (the authors used 2000 per setting)
         "packing": False,
         "cache_dir": None,  # default: <output_dir>/cache
+        "val_size": 0.0,  # fraction held out (seeded); its loss goes to metrics.jsonl as val_loss (authors: 0.1)
     },
+    "eval_every": 0,  # steps between validation losses (0: at every checkpoint); with data.val_size > 0
     "output_dir": None,
     "max_steps": 0,  # 0 = epochs * steps per epoch
     "epochs": 1,
@@ -121,8 +123,13 @@ def validate(config: dict) -> None:
         raise UserError(f"batch_size ({batch}) must be a positive multiple of micro_batch_size ({micro})")
     if config["schedule"] not in ("cosine", "linear", "constant"):
         raise UserError(f"schedule {config['schedule']!r} is not cosine, linear or constant")
-    if config["data"]["prompt_format"] not in ("system_user", "alpaca_user"):
-        raise UserError(f"data.prompt_format {config['data']['prompt_format']!r} is not system_user or alpaca_user")
+    from petool_jax.petoolbench import PROMPT_FORMATS
+
+    if config["data"]["prompt_format"] not in PROMPT_FORMATS:
+        raise UserError(f"data.prompt_format {config['data']['prompt_format']!r} is not one of "
+                        f"{', '.join(PROMPT_FORMATS)}")
+    if not 0.0 <= float(config["data"]["val_size"]) < 1.0:
+        raise UserError(f"data.val_size {config['data']['val_size']} must be in [0, 1)")
     if config["lora"]["dropout"]:
         raise UserError("lora.dropout > 0 is not implemented (the paper's setting is 0)")
     if not 0.0 <= config["warmup_ratio"] < 1.0:

@@ -56,6 +56,16 @@ class RunLog:
         self.bar.set_postfix(loss=f"{record['loss']:.4f}")
         self.bar.update(1)
 
+    def log_eval(self, record: dict) -> None:
+        """A validation record ({"step", "val_loss", ...}) between the training records."""
+        if not self.enabled:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.tb.add_scalar(key, value, record["step"])
+
     def records(self) -> list[dict]:
         if not self.metrics_path.is_file():
             return []
@@ -74,11 +84,15 @@ class RunLog:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        records = self.records()
+        records = [r for r in self.records() if "loss" in r]
         if not records:
             return
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["step"] for r in records], [r["loss"] for r in records])
+        ax.plot([r["step"] for r in records], [r["loss"] for r in records], label="train")
+        val = [r for r in self.records() if "val_loss" in r]
+        if val:
+            ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], marker="o", label="validation")
+            ax.legend()
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_title(self.run_dir.name)

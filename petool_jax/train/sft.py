@@ -3,6 +3,7 @@ the number of assistant tokens of the whole optimizer step."""
 
 from __future__ import annotations
 
+import math
 import pathlib
 
 import jax
@@ -48,18 +49,30 @@ def sft_normaliser(batch):
     return jnp.maximum(jnp.sum(batch["loss_mask"]), 1.0)
 
 
-def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=print) -> Task:
+def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=print, mesh=None) -> Task:
     data = config["data"]
     paths = data["train"] if isinstance(data["train"], list) else [data["train"]]
     cache_dir = pathlib.Path(data["cache_dir"] or run_dir / "cache")
     ds, summary = tokenized_dataset(paths, tokenizer, settings_list(config), data["prompt_format"],
                                     int(config["max_seq_len"]), int(data["max_samples"]), data["format"],
                                     cache_dir, log=log)
-    batcher = SequenceBatcher(sequences=ds["input_ids"], masks=ds["assistant_mask"],
+    sequences, masks = ds["input_ids"], ds["assistant_mask"]
+    train_rows, val_rows = split_validation(len(sequences), float(data.get("val_size") or 0.0), int(config["seed"]))
+    batcher = SequenceBatcher(sequences=[sequences[i] for i in train_rows], masks=[masks[i] for i in train_rows],
                               batch_size=int(config["batch_size"]),
                               micro_batch_size=int(config["micro_batch_size"]),
                               max_seq_len=int(config["max_seq_len"]), seed=int(config["seed"]),
                               packing=bool(data["packing"]), pad_id=tokenizer.pad_token_id or 0)
+    evaluate = None
+    if val_rows:
+        summary = {**summary, "validation": len(val_rows)}
+        log(f"{len(val_rows)} examples held out for validation (data.val_size={data['val_size']})")
+        val_batcher = SequenceBatcher(sequences=[sequences[i] for i in val_rows], masks=[masks[i] for i in val_rows],
+                                      batch_size=int(config["micro_batch_size"]),
+                                      micro_batch_size=int(config["micro_batch_size"]),
+                                      max_seq_len=int(config["max_seq_len"]), seed=int(config["seed"]),
+                                      packing=False, pad_id=tokenizer.pad_token_id or 0)
+        evaluate = make_validation(make_sft_loss(model, packing=False), val_batcher, mesh)
     if data["packing"] and config["attention"] == "cudnn":
         from petool_jax.errors import UserError
 
@@ -73,7 +86,44 @@ def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=pr
     return Task(name="sft", steps_per_epoch=batcher.steps_per_epoch(), batch_at=batch_at,
                 loss_fn=make_sft_loss(model, bool(data["packing"])), normaliser=sft_normaliser,
                 summarise=lambda m: {"target_tokens": int(m["target_tokens"])},
-                head_positions_in=lambda b: int(b["target_idx"].size), data_summary=summary)
+                head_positions_in=lambda b: int(b["target_idx"].size), data_summary=summary, evaluate=evaluate)
+
+
+def split_validation(n: int, val_size: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train rows, validation rows): ceil(val_size * n) rows drawn with `seed` (LLaMA-Factory's
+    val_size; its own split draws with another generator, so the rows differ)."""
+    if val_size <= 0:
+        return list(range(n)), []
+    n_val = math.ceil(val_size * n)
+    if n_val >= n:
+        from petool_jax.errors import UserError
+
+        raise UserError(f"data.val_size={val_size} leaves no training examples of {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(int(i) for i in order[n_val:]), sorted(int(i) for i in order[:n_val])
+
+
+def make_validation(loss_fn, batcher: SequenceBatcher, mesh):
+    """(trainable, frozen) -> {"val_loss", "val_tokens"}: the masked cross-entropy of every
+    held-out example once (epoch 0 of `batcher`, one micro-batch a step), per target token."""
+    from petool_jax.sharding import mesh_rules
+    from petool_jax.train.setup import place_batch
+
+    @jax.jit
+    def summed(trainable, frozen, batch):
+        return loss_fn(trainable, frozen, jax.tree.map(lambda x: x[0], batch), jnp.float32(1.0))
+
+    def evaluate(trainable, frozen) -> dict:
+        total, tokens = 0.0, 0.0
+        for step in range(batcher.steps_per_epoch()):
+            batch = place_batch(batcher.batch(step), mesh)
+            with mesh_rules(mesh):
+                loss, aux = summed(trainable, frozen, batch)
+            total, tokens = total + float(loss), tokens + float(aux["target_tokens"])
+        return {"val_loss": total / max(tokens, 1.0), "val_tokens": int(tokens)}
+
+    return evaluate
+
 
 
 def run_sft(config: dict) -> dict:
@@ -84,7 +134,7 @@ def run_sft(config: dict) -> dict:
     from petool_jax.model import Llama
 
     model = Llama(policy.bundle.config, policy.options)
-    task = build_sft_task(config, policy.bundle.tokenizer, model, run_dir)
+    task = build_sft_task(config, policy.bundle.tokenizer, model, run_dir, mesh=mesh)
     result = train(config, policy, task, run_dir)
     if "state" in result:
         result["model_dir"] = str(write_final_model(run_dir, config, policy, result["state"]))

@@ -44,6 +44,8 @@ class Task:
     # positions where the output head runs (the losses gather logits at their targets only)
     head_positions_in: Callable[[dict], int] | None = None
     data_summary: dict = dataclasses.field(default_factory=dict)
+    # (trainable, frozen) -> {"val_loss": ...} on held-out data (data.val_size), or None
+    evaluate: Callable[[dict, dict], dict] | None = None
 
 
 def step_flops(config, tokens: int, seq: int, head_positions: int) -> int:
@@ -97,6 +99,7 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
     peak = peak_flops(jax.devices()[0].device_kind)
     losses: list[float] = []
     pending: tuple[int, Any, dict, float] | None = None
+    eval_every = int(config.get("eval_every") or config["checkpoint_every"])
     last_time = time.perf_counter()
 
     def finish(step, metrics, host_batch, started):
@@ -139,6 +142,8 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
                 epoch, within = divmod(done, task.steps_per_epoch)
                 store.save(done, state, {"step": done, "epoch": epoch, "step_in_epoch": within,
                                          "task": task.name})
+            if task.evaluate is not None and (done % eval_every == 0 or done == total):
+                log.log_eval({"step": done, **task.evaluate(state["trainable"], frozen)})
         if pending is not None:
             finish(*pending)
     finally:
