@@ -92,3 +92,26 @@ def test_llama_factory_needs_llama3_special_tokens(tmp_path):
 
     with pytest.raises(UserError, match="llama_factory.*no <\\|start_header_id\\|>"):
         LlamaFactoryRenderer(NoLlama3())
+
+
+def test_sft_and_dpo_data_use_the_llama_factory_rendering(tmp_path):
+    from petool_jax.train.dpo_data import tokenize_pair
+    from petool_jax.train.llama_factory import make_renderer
+    from petool_jax.train.sft_data import tokenized_dataset
+
+    tokenizer = small_tokenizer(tmp_path / "tok")
+    rows = [{"instruction": e["instruction"], "input": e["query"], "output": e["output"]} for e in _examples()[:4]]
+    path = tmp_path / "user_entries_sft_p.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    ds, _ = tokenized_dataset([str(path)], tokenizer, ["p"], "llama_factory", 4096, 0, "auto", tmp_path / "cache",
+                              log=lambda *a: None)
+    for row, example in zip(ds, _examples()[:4]):
+        ids, labels = lf_supervised(tokenizer, example["instruction"], example["query"], example["output"])
+        assert row["input_ids"] == ids
+        assert [i if m else IGNORE_INDEX for i, m in zip(row["input_ids"], row["assistant_mask"])] == labels
+    example = _examples()[0]
+    pair = {"instruction": example["instruction"], "query": example["query"], "chosen": "good", "rejected": "bad"}
+    tokens = tokenize_pair(make_renderer(tokenizer, "llama_factory"), pair, "llama_factory", 4096)
+    ids, labels = lf_supervised(tokenizer, example["instruction"], example["query"], "good")
+    assert tokens["prompt_ids"] + tokens["chosen_ids"] == ids
+    assert tokens["rejected_ids"] == tokenizer.encode("bad<|eot_id|>", add_special_tokens=False)

@@ -23,6 +23,7 @@ import numpy as np
 
 from petool_jax import petoolbench
 from petool_jax.errors import UserError
+from petool_jax.train.llama_factory import make_renderer
 from petool_jax.train.records import read_records, require
 from petool_jax.train.sft_data import (ChatRenderer, SequenceBatcher, _fingerprint, cached_tokenize, detect_format,
                                        epoch_rows, format_call, seq_bucket)
@@ -132,7 +133,7 @@ def tokenized_pairs(pairs: list[dict], paths: list[str], tokenizer, prompt_forma
                     cache_dir: pathlib.Path, fingerprint_extra: dict, log=print):
     key = _fingerprint(paths, tokenizer, {"prompt_format": prompt_format, "max_seq_len": max_seq_len,
                                           "kind": "dpo-v1", **fingerprint_extra})
-    renderer = ChatRenderer(tokenizer)
+    renderer = make_renderer(tokenizer, prompt_format)  # the chat template, or LLaMA-Factory's llama3
     return cached_tokenize(pairs, lambda p: tokenize_pair(renderer, p, prompt_format, max_seq_len),
                            cache_dir / f"dpo-{key}.arrow", "pairs", max_seq_len, log)
 

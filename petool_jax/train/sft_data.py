@@ -19,6 +19,7 @@ import numpy as np
 
 from petool_jax import petoolbench
 from petool_jax.errors import UserError
+from petool_jax.train.llama_factory import make_renderer
 from petool_jax.train.records import read_records, require
 
 LLAMAFACTORY_SFT_KEYS = ("instruction", "input", "output")
@@ -150,7 +151,7 @@ def tokenized_dataset(paths: list[str], tokenizer, settings: list[str], prompt_f
     key = _fingerprint(paths, tokenizer, {"settings": settings, "prompt_format": prompt_format,
                                           "max_seq_len": max_seq_len, "max_samples": max_samples,
                                           "format": declared_format, "kind": "sft-v1"})
-    renderer = ChatRenderer(tokenizer)
+    renderer = make_renderer(tokenizer, prompt_format)  # the chat template, or LLaMA-Factory's llama3
     return cached_tokenize(examples, lambda ex: tokenize_example(renderer, ex, prompt_format, max_seq_len),
                            cache_dir / f"sft-{key}.arrow", "examples", max_seq_len, log)
 
