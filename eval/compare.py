@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from eval.atomic import write_atomic, write_json_atomic
+from petool_jax.files import write_json, write_text
 from eval.report import SETTING_NAMES, pct
 from eval.scoring import SCORERS
 from eval.taxonomy import ERROR_TYPES
@@ -64,7 +64,7 @@ def compare(run_dirs, out) -> dict:
         lines.append(f"| {run['label']} | " + " | ".join(str(run["errors"].get(t, 0)) for t in ERROR_TYPES) + " |")
     markdown = "\n".join(lines) + "\n"
     out = pathlib.Path(out)
-    write_json_atomic(out / "compare.json", table)
-    write_atomic(out / "compare.md", markdown)
+    write_json(out / "compare.json", table)
+    write_text(out / "compare.md", markdown)
     table["markdown"] = markdown
     return table

@@ -14,6 +14,7 @@ import os
 import pathlib
 
 from petool_jax.errors import UserError
+from petool_jax.files import write_text
 from petool_jax.petoolbench import EVAL_SETTINGS
 
 REQUIRED_KEYS = ("entry_id", "setting", "response")
@@ -108,12 +109,7 @@ def rewrite_without(path, drop) -> int:
         elif line.strip():
             kept.append(line + "\n")
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text(path, "".join(kept))
     return dropped
 
 

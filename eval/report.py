@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from eval.atomic import write_atomic, write_json_atomic
+from petool_jax.files import write_bytes, write_json, write_text
 from eval.scoring import SCORERS, history_bin_labels
 from eval.taxonomy import ERROR_TYPES
 
@@ -190,8 +190,8 @@ def render_plots(report: dict) -> dict[str, bytes]:
 
 def write_outputs(out, report: dict, rows: list[dict], title: str = "PEToolBench evaluation") -> None:
     out = pathlib.Path(out)
-    write_json_atomic(out / "report.json", report)
-    write_atomic(out / "scored.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    write_atomic(out / "report.md", render_markdown(report, title))
+    write_json(out / "report.json", report)
+    write_text(out / "scored.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text(out / "report.md", render_markdown(report, title))
     for name, data in render_plots(report).items():
-        write_atomic(out / name, data)
+        write_bytes(out / name, data)

@@ -12,7 +12,7 @@ import pathlib
 import sys
 import time
 
-from eval.atomic import write_json_atomic
+from petool_jax.files import write_json
 from eval.options import RunOptions
 from eval.predictions import PredictionWriter, cut_partial_tail, load_predictions, rewrite_without
 from eval.report import write_outputs
@@ -39,7 +39,7 @@ def _check_run_record(out: pathlib.Path, options: RunOptions) -> None:
             details = ", ".join(f"{k}: {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
             raise UserError(f"{out} holds a run with other settings ({details}); use another --out")
     else:
-        write_json_atomic(path, wanted)
+        write_json(path, wanted)
 
 
 def run_eval(options: RunOptions, out, settings, limit=None, retry_failed=False, runner=None) -> dict:
@@ -73,9 +73,11 @@ def run_eval(options: RunOptions, out, settings, limit=None, retry_failed=False,
                     rate = written / max(time.monotonic() - started, 1e-9)
                     print(f"[eval] {written}/{len(tasks)} ({rate:.1f}/s)", file=sys.stderr)
         if hasattr(runner, "stats"):
-            write_json_atomic(out / "api_stats.json", runner.stats())
+            write_json(out / "api_stats.json", runner.stats())
     predictions = load_predictions(path, entry_ids)
-    meta = {"model": options.model, "data": str(options.data), "predictions": str(path), "limit": limit}
+    meta = {"model": options.model, "data": str(options.data), "predictions": str(path), "limit": limit,
+            "truncation": options.truncation, "protocol": options.protocol,
+            "max_prompt_tokens": options.max_prompt_tokens}
     report, rows = build_report(selected, predictions, settings, meta)
     write_outputs(out, report, rows)
     return report

@@ -14,13 +14,13 @@ candidates (in the tail) and the user query (a separate message) stay intact.
 
 from __future__ import annotations
 
-import gzip
 import json
 import pathlib
 import re
 from typing import Any, Callable
 
 from petool_jax.errors import UserError
+from petool_jax.files import read_json
 from petool_jax.petoolbench_text import no_history_instruction, with_capped_descriptions
 
 SETTINGS = ("p", "r", "c")
@@ -44,26 +44,6 @@ HISTORY_MARKER = "Interaction history is:\n"
 _PER_SETTING_FILE = re.compile(r"_([prc])\.json(\.gz)?$")
 
 
-def _read_json(path: pathlib.Path) -> Any:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read: {err}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        hint = ""
-        if err.msg == "Extra data" and text.lstrip().startswith("{"):
-            hint = " (this looks like JSON Lines; expected one JSON list of entries)"
-        raise UserError(
-            f"{path}: line {err.lineno} column {err.colno}: not valid JSON: {err.msg}{hint}"
-        ) from None
-
-
 def _setting_of_file(path: pathlib.Path) -> str | None:
     match = _PER_SETTING_FILE.search(path.name)
     return match.group(1) if match else None
@@ -78,7 +58,7 @@ def load_entries(path, settings=None) -> list[dict]:
     file) are the settings whose instruction key every entry must have.
     """
     path = pathlib.Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise UserError(
             f"{path}: expected a JSON list of PEToolBench entries, got a JSON "

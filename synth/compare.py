@@ -18,7 +18,7 @@ from pathlib import Path
 
 from petool_jax import petoolbench as pb
 from petool_jax.petoolbench_structure import preferred_visible
-from synth.io import write_json, write_text
+from petool_jax.files import write_json, write_text
 from synth.structure_stats import SETTINGS, measure
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from petool_jax import petoolbench as pb
-from synth.io import write_json
+from petool_jax.files import write_json
 
 
 def _order(entry_id) -> tuple:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from synth.instances import INSTRUCTION_KEYS
-from synth.io import write_json
+from petool_jax.files import write_json
 from synth.prompts import tool_call_json
 
 # The names in the authors' dataset_sft/dataset_info.json and dataset_dpo/dataset_info.json, so

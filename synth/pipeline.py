@@ -18,7 +18,7 @@ from synth.embeddings import LOCAL_MODELS
 from synth.groups import apply_groups, run_groups
 from synth.instances import build_instances
 from synth.instructions import apply_instructions, run_instructions
-from synth.io import write_json
+from petool_jax.files import write_json
 from synth.outputs import write_outputs
 from synth.pool import Pool
 from synth.preferences import run_preferences

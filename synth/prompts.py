@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import json
 
-from petool_jax.petoolbench import render_instruction
+from petool_jax.petoolbench import HISTORY_MARKER, render_instruction
 
 _INTRO = (
     "\nYour task is to use a tool that not only meets real-time user instructions but also aligns with user preferences.\n"
     "These preferences can be inferred from the user's interaction history provided below, including past user "
     "instructions and corresponding tool calls"
 )
-_HISTORY = "Interaction history is:\n"
+
 
 HEADS = {
-    "p": _INTRO + ".\n" + _HISTORY,
-    "r": _INTRO + ", with user's binary ratings reflecting the user's satisfaction with the tool calls.\n" + _HISTORY,
+    "p": _INTRO + ".\n" + HISTORY_MARKER,
+    "r": _INTRO + ", with user's binary ratings reflecting the user's satisfaction with the tool calls.\n" + HISTORY_MARKER,
     "c": _INTRO + ", which are in chronological order where user is more preferred with latter tool calls than "
-    "earlier ones.\n" + _HISTORY,
+    "earlier ones.\n" + HISTORY_MARKER,
 }
 
 CANDIDATES_INTRO = "\n\nAvailable tools you can call with input parameters are listed here:\n"

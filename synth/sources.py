@@ -19,30 +19,18 @@ be a candidate or a ground truth.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from petool_jax.errors import UserError
+from petool_jax.files import read_json
+from petool_jax.petoolbench import HISTORY_MARKER, INSTRUCTION_KEYS
 from synth.pool import Pool
 from synth.structure import add_measurement, empty_measurement
 from synth.structure_stats import entry_facts
 
-_INSTRUCTION_KEYS = ("instruction_preferred", "instruction_ratings", "instruction_chronological")
-_HISTORY_MARKER = "Interaction history is:\n"
-
-
-def _read(path: Path) -> Any:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: line {err.lineno} column {err.colno}: not valid JSON: {err.msg}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read: {err}") from None
 
 
 def _files(path: Path) -> list[Path]:
@@ -82,7 +70,7 @@ def load_pool(paths: list[str]) -> Pool:
         files = _files(root)
         recognized = 0
         for file in files:
-            data = _read(file)
+            data = read_json(file)
             kind = _kind(data)
             label = file.name if root.is_file() else str(file.relative_to(root.parent))
             if kind == "petoolbench":
@@ -157,11 +145,11 @@ def _split_name(full: str) -> tuple[str, str, str] | None:
 
 
 def _history(text: str) -> list:
-    start = text.find(_HISTORY_MARKER)
+    start = text.find(HISTORY_MARKER)
     if start < 0:
         return []
     try:
-        value, _ = json.JSONDecoder().raw_decode(text, start + len(_HISTORY_MARKER))
+        value, _ = json.JSONDecoder().raw_decode(text, start + len(HISTORY_MARKER))
     except json.JSONDecodeError:
         return []
     return value if isinstance(value, list) else []
@@ -212,7 +200,7 @@ def _harvest_petoolbench(pool: Pool, entries: Any, file: Path, label: str) -> No
         truth = entry.get("api_call_ground_truth")
         if isinstance(truth, dict) and isinstance(entry.get("query"), str):
             calls.append((entry["query"], truth, "query"))
-        for key in _INSTRUCTION_KEYS:
+        for key in INSTRUCTION_KEYS.values():
             if isinstance(entry.get(key), str):
                 for item in _history(entry[key]):
                     if isinstance(item, dict) and isinstance(item.get("tool_call"), dict):

@@ -13,11 +13,11 @@ so a recomputed stage that comes out different invalidates everything after it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
-from synth.io import read_json, write_json
+from petool_jax.errors import UserError
+from petool_jax.files import read_json, write_json
 
 
 class StageStore:
@@ -31,7 +31,7 @@ class StageStore:
         if path.exists():
             try:
                 stored = read_json(path)
-            except (json.JSONDecodeError, OSError):
+            except UserError:  # a torn or unreadable stage file is recomputed
                 stored = None
             if (isinstance(stored, dict) and stored.get("fingerprint") == fingerprint
                     and not stored["result"].get("failures")):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from petool_jax.petoolbench import split_instruction, split_tool_name
 from synth.instances import INSTRUCTION_KEYS
-from synth.io import write_bytes, write_text
+from petool_jax.files import write_bytes, write_text
 from synth.pool import Pool
 from synth.quality import CHECKS
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 
 from tqdm import tqdm
+
+from petool_jax.files import write_text
 
 # Dense bf16 peak FLOP/s per chip, for MFU (substring of jax's device_kind -> FLOP/s).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "TPU v4": 275e12,
@@ -41,9 +42,7 @@ class RunLog:
             return
         kept = [line for line in self.metrics_path.read_text().splitlines()
                 if line.strip() and json.loads(line)["step"] <= step]
-        tmp = self.metrics_path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.metrics_path)
+        write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def log(self, record: dict) -> None:
         if not self.enabled:

@@ -29,7 +29,6 @@ Output layout (OUT, default runs/demo):
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import importlib.util
 import json
 import pathlib
@@ -42,6 +41,7 @@ from petool_jax.app.demo.resources import cpu_seconds
 from petool_jax.app.demo.rows import row_dir_name
 from petool_jax.chat import ChatRenderer
 from petool_jax.errors import UserError
+from petool_jax.files import read_json, write_json
 from petool_jax.petoolbench import SETTINGS
 
 MARKER = "demo_run.json"
@@ -90,11 +90,7 @@ def training_lines(paths: list) -> list[str]:
     lines: list[str] = []
     for path in paths:
         path = pathlib.Path(path)
-        try:
-            with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
-                records = json.load(f)
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: cannot read training data: {err}") from None
+        records = read_json(path)
         for record in records if isinstance(records, list) else []:
             if not isinstance(record, dict):
                 continue
@@ -250,10 +246,9 @@ class Demo:
 
     def _warmup(self, name: str, rows: list[dict], start: pathlib.Path, steps: int, batch: int, lr: float,
                 seq_len: int) -> None:
-        from eval.atomic import write_json_atomic
 
         path = self.out / "data" / f"demo_warmup_{name}.json"
-        write_json_atomic(path, rows)
+        write_json(path, rows)
         self.facts[f"warmup_{name}_rows"] = len(rows)
         self.note(f"warm-up data ({name}): {len(rows)} rows from {self.files.train_entries} -> {path}")
         self.petool("train", "sft", f"model={start}",

@@ -18,7 +18,7 @@ import math
 import pathlib
 import time
 
-from eval.atomic import write_atomic, write_json_atomic
+from petool_jax.files import write_json, write_text
 from petool_jax.app.demo.resources import peak_rss_mb
 from petool_jax.app.demo.rows import ROWS, row_dir_name
 from petool_jax.petoolbench import SETTINGS
@@ -324,7 +324,7 @@ def write_report(out: pathlib.Path, facts: dict, stage_seconds: dict, started: f
     rows = collect_rows(reports, stats)
     facts = {**facts, "dpo_diagnostics": dpo_diagnostics(out / "runs" / "dpo" / "metrics.jsonl")}
     plots = plot(out, rows, facts)
-    write_atomic(out / "commands.sh", "#!/usr/bin/env bash\n# The commands petool demo ran, in order.\nset -e\n"
+    write_text(out / "commands.sh", "#!/usr/bin/env bash\n# The commands petool demo ran, in order.\nset -e\n"
                  + "\n".join(commands) + "\n")
     stage_seconds = {**stage_seconds, "report": round(time.monotonic() - t0, 2)}
     report = {"title": title, "rows": rows, "targets": targets(stats, facts.get("random_expected_tool_acc")),
@@ -333,6 +333,6 @@ def write_report(out: pathlib.Path, facts: dict, stage_seconds: dict, started: f
               "findings": findings(rows, facts, reports), "plots": plots, "commands": commands, "facts": facts}
     if extra_sections is not None:
         report["extra_markdown"] = extra_sections(report)
-    write_atomic(out / "report.md", render_markdown(report))
-    write_json_atomic(out / "report.json", report)
+    write_text(out / "report.md", render_markdown(report))
+    write_json(out / "report.json", report)
     return report

@@ -66,7 +66,7 @@ class Experiment(Demo):
     def stage_data(self) -> None:
         import yaml
 
-        from eval.atomic import write_json_atomic
+        from petool_jax.files import write_json
         from petool_jax import petoolbench as pb
         from petool_jax.app.experiment.split import evaluation_queries, scrub_rows
 
@@ -86,7 +86,7 @@ class Experiment(Demo):
             for s in SETTINGS:
                 name = f"user_entries_{kind}_{s}.json"
                 rows, counts = scrub_rows(json.loads((synth_dir / name).read_text(encoding="utf-8")), queries)
-                write_json_atomic(train_dir / name, rows)
+                write_json(train_dir / name, rows)
                 leakage[name] = counts
                 files.append(train_dir / name)
         dropped = sum(v["dropped_query_is_an_evaluation_query"] for v in leakage.values())

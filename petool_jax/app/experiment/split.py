@@ -12,7 +12,6 @@ histories quote many of them).
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -63,16 +62,16 @@ def check_disjoint(pool: list[dict], evaluation: list[dict]) -> None:
 
 def write_split(release: pathlib.Path, out_dir: pathlib.Path, seed: int, pool_fraction: float) -> dict:
     """Write pool_half.json and eval_half.json (the release's format) and split.json (the ids)."""
-    from eval.atomic import write_json_atomic
+    from petool_jax.files import write_json
 
     entries = pb.load_entries(release)
     pool, evaluation = split_entries(entries, seed, pool_fraction)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "pool_half.json", pool)
-    write_json_atomic(out_dir / "eval_half.json", evaluation)
+    write_json(out_dir / "pool_half.json", pool)
+    write_json(out_dir / "eval_half.json", evaluation)
     info = {"release": str(release), "entries": len(entries), "seed": seed, "pool_fraction": pool_fraction,
             "pool_ids": [e["entry_id"] for e in pool], "eval_ids": [e["entry_id"] for e in evaluation]}
-    write_json_atomic(out_dir / "split.json", info)
+    write_json(out_dir / "split.json", info)
     return info
 
 
