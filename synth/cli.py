@@ -55,10 +55,10 @@ def _synthesize(args: argparse.Namespace) -> int:
 
     from petool_jax.errors import UserError
     from petool_jax.llm_client import LLMConfigError
-    from synth.config import load_config
+    from synth.config import load_synth_config
     from synth.pipeline import run_pipeline
 
-    config = load_config(args.config, args.overrides)
+    config = load_synth_config(args.config, args.overrides)
     try:
         summary = run_pipeline(config)
     except LLMConfigError as err:

@@ -8,16 +8,14 @@ Values on the command line are parsed as YAML scalars (`num_users=20`, `llm.mode
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from petool_jax.petoolbench import SETTINGS
+from petool_jax import config_files
 from petool_jax.errors import UserError
+from petool_jax.petoolbench import SETTINGS
 from synth.structure import check_structure_config
 
 DEFAULTS: dict[str, Any] = {
@@ -29,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "num_users": 100,
     "seed": 0,
     "candidates": 10,
-    "settings": "p,r,c",
+    "settings": ["p", "r", "c"],  # or a comma list "p,r"
     "test_fraction": 0.25,
     "instances_per_user": 3,
     # Fraction of functionality groups whose instances go to the test split only.
@@ -116,33 +114,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _merge(base: dict, update: dict, where: str, prefix: str = "") -> None:
-    for key, value in update.items():
-        dotted = f"{prefix}{key}"
-        if key not in base:
-            raise UserError(f"{where}: unknown key {dotted!r}; known keys: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise UserError(f"{where}: key {dotted!r} must be a mapping")
-            _merge(base[key], value, where, dotted + ".")
-        else:
-            base[key] = value
-
-
-def _set_dotted(config: dict, dotted: str, value: Any) -> None:
-    node = config
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        if not isinstance(node, dict) or part not in node:
-            raise UserError(f"override {dotted}=...: unknown key {'.'.join(parts[: i + 1])!r}")
-        if i == len(parts) - 1:
-            if isinstance(node[part], dict):
-                raise UserError(f"override {dotted}=...: {dotted!r} is a section; set one of its keys")
-            node[part] = value
-        else:
-            node = node[part]
-
-
 def _check(config: dict) -> None:
     def fail(key: str, why: str) -> None:
         raise UserError(f"config key {key!r}: {why}")
@@ -217,43 +188,11 @@ def _check(config: dict) -> None:
         fail("understanding.attributes", "expected a non-empty list of attribute names")
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise UserError(f"override {text!r}: expected key=value")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise UserError(f"override {text!r}: value is not valid YAML: {err}") from None
-    return key, value
-
-
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def load_synth_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Defaults <- YAML file <- overrides, checked. Raises UserError naming the bad key."""
-    config = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such config file") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}: line {mark.line + 1}" if mark else str(path)
-            raise UserError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping of config keys")
-        _merge(config, data, str(path))
-    given = set()
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_dotted(config, key, value)
-        given.add(key)
+    config = config_files.load_config(DEFAULTS, path, overrides)
     _check(config)
-    _offline_embeddings(config, "embedding.model" in given)
+    _offline_embeddings(config, "embedding.model" in config_files.overridden_keys(overrides))
     return config
 
 

@@ -85,8 +85,9 @@ def test_config_errors_name_the_key(tmp_path):
     assert next(r for r in config["paper_rows"] if r["model"] == "PEToolLLaMA")["tool_acc"] == 78.4
     with pytest.raises(UserError, match="unknown key"):
         load_experiment_config(CONFIG, ["plans.cpu.sft_stepz=3"])
-    with pytest.raises(UserError, match="unknown config key"):
+    with pytest.raises(UserError, match="override datta=...: unknown key 'datta'; known keys: data, model"):
         load_experiment_config(CONFIG, ["datta=x"])
+    assert plan_of(load_experiment_config(CONFIG, ["plans.cpu.sft_steps=7"]), "full").sft_samples == 2000
     with pytest.raises(UserError, match="--plan gpu"):
         plan_of(config, "gpu")
     assert petool(["experiment", "--config", str(CONFIG), "--data", str(tmp_path / "none.json"),

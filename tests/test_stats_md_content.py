@@ -11,7 +11,7 @@ import pytest
 
 import synth_fixtures as fx
 from petool_jax.petoolbench import INSTRUCTION_KEYS, split_instruction, split_tool_name
-from synth.config import load_config
+from synth.config import load_synth_config
 from synth.pipeline import run_pipeline
 
 
@@ -38,7 +38,7 @@ def synthesized(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(stats, "_png", capture)
         out = tmp / "out"
-        run_pipeline(load_config(None, fx.offline_overrides(str(tmp / "pool.json"), out, num_users=30)))
+        run_pipeline(load_synth_config(None, fx.offline_overrides(str(tmp / "pool.json"), out, num_users=30)))
 
     def load(name):
         return json.loads((out / name).read_text(encoding="utf-8"))

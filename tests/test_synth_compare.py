@@ -12,7 +12,7 @@ from petool_jax import petoolbench as pb
 from petool_jax.app.cli import main
 from petool_jax.petoolbench_structure import preferred_visible
 from synth.compare import figures
-from synth.config import load_config
+from synth.config import load_synth_config
 from synth.pipeline import run_pipeline
 from synth.structure_stats import entry_facts, summarize
 
@@ -42,7 +42,7 @@ def synthesized(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
     pool = fx.write_petoolbench_pool(tmp / "pool.json")
     out = tmp / "out"
-    run_pipeline(load_config(None, fx.offline_overrides(pool, out, num_users=30)))
+    run_pipeline(load_synth_config(None, fx.offline_overrides(pool, out, num_users=30)))
     return tmp, pool, out
 
 
@@ -88,9 +88,9 @@ def test_compare_names_a_missing_file(tmp_path, capsys):
 
 def test_llm_model_none_alone_runs_offline(tmp_path):
     pool = fx.write_petoolbench_pool(tmp_path / "pool.json")
-    config = load_config(None, [f"tool_pool={pool}", "llm.model=none"])
+    config = load_synth_config(None, [f"tool_pool={pool}", "llm.model=none"])
     assert config["embedding"]["model"] == "local-hash"
     from petool_jax.app.cli import UserError
 
     with pytest.raises(UserError, match=r"set embedding\.model=local-hash"):
-        load_config(None, [f"tool_pool={pool}", "llm.model=none", "embedding.model=text-embedding-3-small"])
+        load_synth_config(None, [f"tool_pool={pool}", "llm.model=none", "embedding.model=text-embedding-3-small"])

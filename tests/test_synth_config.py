@@ -10,7 +10,7 @@ import yaml
 
 import synth_fixtures as fx
 from petool_jax.app.cli import UserError, main
-from synth.config import DEFAULTS, load_config
+from synth.config import DEFAULTS, load_synth_config
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "synth" / "petoolbench.yaml"
 
@@ -25,7 +25,7 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 def test_preset_lists_every_key_with_the_default_values():
     preset = yaml.safe_load(PRESET.read_text())
     assert _keys(preset) == _keys(DEFAULTS)
-    config = load_config(PRESET, ["tool_pool=x.json"])
+    config = load_synth_config(PRESET, ["tool_pool=x.json"])
     assert config["candidates"] == 10 and config["settings"] == ["p", "r", "c"]
     assert config["llm"]["model"] == "gpt-4o-mini"
     assert config["history"] == {"min_len": 2, "max_len": 20, "rated0_max": 5, "negative_fraction": 0.75}
@@ -36,7 +36,7 @@ def test_preset_lists_every_key_with_the_default_values():
 
 
 def test_overrides_are_parsed_as_yaml(tmp_path):
-    config = load_config(PRESET, [
+    config = load_synth_config(PRESET, [
         "tool_pool=[a.json, b.json]", "num_users=20", "llm.model=none", "settings=c,p",
         "history.min_len=3", "embedding.model=local-hash", "test_fraction=0.5", "quality.drop_leaked_test=true",
     ])
@@ -53,7 +53,7 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("llm.modle=x", "override llm.modle=...: unknown key 'llm.modle'"),
         ("llm=none", "'llm' is a section"),
         ("num_users=0", "config key 'num_users': expected an integer >= 1, got 0"),
-        ("num_users=ten", "config key 'num_users': expected an integer >= 1, got 'ten'"),
+        ("num_users=ten", "override num_users=...: key 'num_users' expects an integer, got 'ten'"),
         ("settings=p,x", "config key 'settings': expected a subset of p,r,c"),
         ("history.max_len=2", "config key 'history.max_len': 2 is below history.min_len 3"),
         ("structure.visible_rc=0.5", "config key 'structure.visible_rc': must not exceed structure.visible_p"),
@@ -66,7 +66,7 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
 )
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(UserError) as err:
-        load_config(PRESET, ["tool_pool=x.json", "history.min_len=3", override])
+        load_synth_config(PRESET, ["tool_pool=x.json", "history.min_len=3", override])
     assert message in str(err.value)
 
 
@@ -74,19 +74,19 @@ def test_unknown_key_in_the_file_names_file_and_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("tool_pool: x.json\nhistory:\n  min_len: 3\n  maxlen: 9\n")
     with pytest.raises(UserError, match=r"c\.yaml: unknown key 'history\.maxlen'; known keys: max_len, min_len, negative_fraction, rated0_max"):
-        load_config(path)
+        load_synth_config(path)
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("tool_pool: x.json\nnum_users: [1, 2\nseed: 3\n")
     with pytest.raises(UserError, match=r"c\.yaml: line \d+: not valid YAML"):
-        load_config(path)
+        load_synth_config(path)
 
 
 def test_no_tool_pool_is_an_error():
     with pytest.raises(UserError, match="config key 'tool_pool': no tool sources given"):
-        load_config(PRESET)
+        load_synth_config(PRESET)
 
 
 def test_cli_runs_offline_and_reports_bad_keys(tmp_path, capsys):

@@ -13,7 +13,7 @@ import pytest
 
 import llm_fake_server as fake
 import synth_fixtures as fx
-from synth.config import load_config
+from synth.config import load_synth_config
 from synth.pipeline import run_pipeline
 from synth.schema import parameter_problems
 
@@ -129,7 +129,7 @@ def test_llm_stages_validate_retry_reask_and_replay_from_cache(tmp_path, server,
                                fake.raw("<html>bad gateway</html>")])
     server.embed_faults.extend([fake.status(503)])
 
-    summary = run_pipeline(load_config(None, overrides(tmp_path, server, "out")))
+    summary = run_pipeline(load_synth_config(None, overrides(tmp_path, server, "out")))
     out = tmp_path / "out"
     llm = summary["llm"]
     assert llm["retries"] == 5  # the four chat faults and the embedding fault, each retried once
@@ -184,7 +184,7 @@ def test_llm_stages_validate_retry_reask_and_replay_from_cache(tmp_path, server,
 
     # A second run (fresh output folder, same LLM cache): zero requests, the same data.
     sent = server.count()
-    again = run_pipeline(load_config(None, overrides(tmp_path, server, "again")))
+    again = run_pipeline(load_synth_config(None, overrides(tmp_path, server, "again")))
     assert server.count() == sent
     assert again["llm"]["requests"] == 0 and again["llm"]["cache_hits"] > 0
     assert (tmp_path / "again" / "user_entries_test.json").read_bytes() == (out / "user_entries_test.json").read_bytes()
@@ -209,7 +209,7 @@ def test_a_run_after_an_outage_asks_only_for_what_failed(tmp_path, server, monke
     args = overrides(tmp_path, server, "out") + ["llm.max_retries=1"]
     OUTAGE.add("WeatherB")
     try:
-        first = run_pipeline(load_config(None, args))
+        first = run_pipeline(load_synth_config(None, args))
     finally:
         OUTAGE.clear()
     out = tmp_path / "out"
@@ -220,7 +220,7 @@ def test_a_run_after_an_outage_asks_only_for_what_failed(tmp_path, server, monke
     assert first["llm failures"] == 2
 
     sent = server.count()
-    second = run_pipeline(load_config(None, args))
+    second = run_pipeline(load_synth_config(None, args))
     new = server.requests[sent:]
     chats = [r for r in new if r.path.endswith("/chat/completions")]
     # Only WeatherB is asked about again (its understanding, its pair verification, its

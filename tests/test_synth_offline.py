@@ -10,7 +10,7 @@ import pytest
 
 import synth_fixtures as fx
 from petool_jax.petoolbench import split_instruction, split_tool_name
-from synth.config import load_config
+from synth.config import load_synth_config
 from synth.pipeline import run_pipeline
 
 SETTING_KEYS = {"p": "instruction_preferred", "r": "instruction_ratings", "c": "instruction_chronological"}
@@ -26,7 +26,7 @@ def run(tmp: Path, name: str, **extra) -> tuple[Path, dict]:
     if not pool.exists():
         fx.write_petoolbench_pool(pool)
     out = tmp / name
-    summary = run_pipeline(load_config(None, fx.offline_overrides(str(pool), out, **extra)))
+    summary = run_pipeline(load_synth_config(None, fx.offline_overrides(str(pool), out, **extra)))
     return out, summary
 
 

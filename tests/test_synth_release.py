@@ -17,7 +17,7 @@ import pytest
 
 from petool_jax import petoolbench as pb
 from synth.compare import figures
-from synth.config import load_config
+from synth.config import load_synth_config
 from synth.halves import split_halves, write_halves
 from synth.pipeline import run_pipeline
 from synth.quality import failed_check, structure_problem
@@ -45,7 +45,7 @@ def synthesized(test_dev, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("release_halves")
     pool_path, eval_path = write_halves(test_dev, tmp, seed=0)
     out = tmp / "synth"
-    config = load_config(PRESET, [f"tool_pool={pool_path}", f"output_dir={out}", "llm.model=none", "num_users=300",
+    config = load_synth_config(PRESET, [f"tool_pool={pool_path}", f"output_dir={out}", "llm.model=none", "num_users=300",
                                   "test_fraction=1.0", f"reference={eval_path}"])
     assert config["embedding"]["model"] == "local-hash"  # implied by llm.model=none
     run_pipeline(config)
@@ -66,7 +66,7 @@ def test_halves_are_disjoint_and_cover_the_file(released):
 
 def test_quality_checks_accept_every_released_entry(released, test_dev):
     pool = load_pool([str(test_dev)])
-    config = load_config(PRESET, [f"tool_pool={test_dev}"])
+    config = load_synth_config(PRESET, [f"tool_pool={test_dev}"])
     assert [structure_problem(e) for e in released] == [None] * 612
     assert [failed_check(e, None, pool, config) for e in released] == [None] * 612
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from petool_jax import petoolbench as pb
-from synth.config import load_config
+from synth.config import load_synth_config
 from synth.pipeline import run_pipeline
 from synth.prompts import system_prompt
 from synth.sources import load_pool
@@ -65,7 +65,7 @@ def test_harvest_of_the_released_entries(test_dev):
 
 
 def test_offline_synthesis_from_the_released_entries(test_dev, tmp_path):
-    config = load_config(None, [f"tool_pool={test_dev}", f"output_dir={tmp_path / 'out'}", "num_users=40",
+    config = load_synth_config(None, [f"tool_pool={test_dev}", f"output_dir={tmp_path / 'out'}", "num_users=40",
                                 "llm.model=none", "embedding.model=local-hash", "history.min_len=5"])
     summary = run_pipeline(config)
     assert summary["dropped by checks"] == 0 and summary["users"] == 40

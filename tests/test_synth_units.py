@@ -13,7 +13,7 @@ import pytest
 import synth_fixtures as fx
 from petool_jax import petoolbench as pb
 from petool_jax.petoolbench import render_instruction, split_instruction
-from synth.config import load_config
+from synth.config import load_synth_config
 from synth.embeddings import hash_embed
 from synth.groups import candidate_pairs, join
 from synth.instances import build_instances
@@ -53,7 +53,7 @@ def test_join_keeps_one_api_per_tool_and_bounds_group_size():
 @pytest.fixture(scope="module")
 def harvested(tmp_path_factory):
     path = fx.write_petoolbench_pool(tmp_path_factory.mktemp("pool") / "pool.json")
-    config = load_config(None, fx.offline_overrides(path, tmp_path_factory.mktemp("out"), num_users=20))
+    config = load_synth_config(None, fx.offline_overrides(path, tmp_path_factory.mktemp("out"), num_users=20))
     pool = load_pool([path])
     result, _ = run_understanding(pool, config, None, offline=True)
     apply_understanding(pool, result)

@@ -8,64 +8,40 @@ field> (sizes of synthesis, training and evaluation; see petool_jax/app/demo/pla
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import pathlib
 
-import yaml
-
+from petool_jax import config_files
 from petool_jax.app.demo.plan import SMOLLM2, DemoPlan
 from petool_jax.errors import UserError
 
-TOP_KEYS = {"data", "model", "output_dir", "seed", "plan", "split", "plans", "paper_rows"}
+DEFAULTS = {
+    "data": None,  # the release file (the authors' user_entries_test.json format)
+    "model": None,
+    "output_dir": None,
+    "seed": 0,
+    "plan": None,  # a name under plans
+    "split": {"pool_fraction": 0.5},
+    "plans": {},  # name -> {DemoPlan field: value}; checked below against DemoPlan's fields
+    "paper_rows": [],
+}
 PLAN_FIELDS = {f.name for f in dataclasses.fields(DemoPlan)} - {"name", "kind"}
 
 
-def _set(config: dict, dotted: str, value) -> None:
-    node = config
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"override {dotted}: {part!r} is not a section")
-    node[parts[-1]] = value
-
-
 def load_experiment_config(path: str | pathlib.Path, overrides: list[str] = ()) -> dict:
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: invalid YAML ({err})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: expected a mapping of config keys")
-    config = copy.deepcopy(config)
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        _set(config, key, yaml.safe_load(raw) if raw else None)
-    unknown = set(config) - TOP_KEYS
-    if unknown:
-        raise UserError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
+    config = config_files.load_config(DEFAULTS, path, overrides, open_sections=("plans",))
     for key in ("data", "model", "output_dir", "plan", "plans"):
         if config.get(key) in (None, "", {}):
             raise UserError(f"{path}: config key {key!r} must be set")
-    if set(config.get("split") or {}) - {"pool_fraction"}:
-        raise UserError(f"{path}: unknown split key(s) {sorted(set(config['split']) - {'pool_fraction'})}")
     for name, plan in config["plans"].items():
         bad = set(plan or {}) - PLAN_FIELDS
         if bad:
             raise UserError(f"{path}: plans.{name}: unknown key(s) {sorted(bad)}; known: {sorted(PLAN_FIELDS)}")
     if config["plan"] not in config["plans"]:
         raise UserError(f"{path}: plan {config['plan']!r} is not one of plans {sorted(config['plans'])}")
-    for i, row in enumerate(config.get("paper_rows") or []):
+    for i, row in enumerate(config["paper_rows"] or []):
         if not isinstance(row, dict) or set(row) != {"model", "setting", "tool_acc", "param_acc"}:
             raise UserError(f"{path}: paper_rows[{i}] needs exactly model, setting, tool_acc, param_acc")
-    config.setdefault("seed", 0)
-    config.setdefault("split", {}).setdefault("pool_fraction", 0.5)
     return config
 
 
