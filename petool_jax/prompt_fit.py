@@ -2,10 +2,12 @@
 
 Order of sacrifice, each step only when the previous one cannot fit the budget:
 1. nothing: the prompt as released;
-2. the OLDEST history entries, the fewest that make it fit (candidates and query intact);
-3. when the candidate list alone (no history at all) is over the budget, the longest
-   candidate descriptions are cut (at the largest character cap that fits), so the user's
-   history - the only preference evidence - is kept whole; names, types and defaults stay;
+2. the OLDEST history entries, the fewest that make it fit while one entry stays
+   (candidates and query intact);
+3. when not even one entry fits beside the candidates (in the release: the candidate list
+   alone is over the budget), the longest candidate descriptions are cut (at the largest
+   character cap that fits), so the user's history - the only preference evidence - is kept
+   whole; names, types and defaults stay;
 4. when even descriptions cut to nothing leave no room for the whole history, the oldest
    history entries go as well, with descriptions cut to nothing;
 5. what is still over the budget is sent as it is and reported (`over_limit`).
@@ -80,10 +82,10 @@ def fit_prompt(entry: dict, setting: str, count_tokens: Callable[[list[dict]], i
         n_history = 0
     if count(0, None) <= max_tokens:
         return result(0, None, n_history)
-    if n_history and count(n_history, None) <= max_tokens:
-        # Step 2: fewest oldest entries; count(0) is over, count(n_history) fits.
-        drop = n_history - _largest_fitting(0, n_history, lambda keep: count(n_history - keep, None) <= max_tokens)
-        return result(drop, None, n_history)
+    if n_history and count(n_history - 1, None) <= max_tokens:
+        # Step 2: the fewest oldest entries, at least one kept; count(0) is over, count(n_history - 1) fits.
+        keep = _largest_fitting(1, n_history, lambda k: count(n_history - k, None) <= max_tokens)
+        return result(n_history - keep, None, n_history)
     found = locate_candidates(pb.instruction_text(entry, setting))
     longest = longest_description(found[2]) if found else 0
     if longest == 0:  # nothing to cut: as few history entries as possible, then over the limit
