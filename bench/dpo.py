@@ -60,13 +60,12 @@ class PetoolDPO:
         from petool_jax.config import RuntimeOptions
         from petool_jax.loading import place_params
         from petool_jax.model import Llama
-        from petool_jax.sharding import mesh_rules, replicated
+        from petool_jax.sharding import mesh_rules
         from petool_jax.train import params as P
         from petool_jax.train.dpo import DPOSettings, dpo_normaliser, make_dpo_loss, pair_logps
         from petool_jax.train.dpo_losses import preference_loss
-        from petool_jax.train.optim import make_optimizer
         from petool_jax.train.setup import place_batch
-        from petool_jax.train.step import init_state, jit_train_step, make_train_step
+        from petool_jax.train.step import build_train_step
 
         options = RuntimeOptions(dtype="float32", param_dtype="float32", remat="none", lora_rank=LORA_RANK,
                                  lora_alpha=LORA_ALPHA)
@@ -74,8 +73,6 @@ class PetoolDPO:
         base_model = Llama(config, dataclasses.replace(options, lora_rank=0))
         settings = DPOSettings("sigmoid", "base", BETA, 0.0, 0.0, 0.5)
         trainable, frozen = P.split_trainable(place_params(params, config, options, mesh), lora=True)
-        tx, schedule = make_optimizer(OPTIM, 1000)
-        self.state = init_state(trainable, tx, mesh)
         self.frozen = frozen
         if layout == "shared":
             loss_fn = make_dpo_loss(policy, base_model, settings, "adapter_off")
@@ -108,9 +105,8 @@ class PetoolDPO:
             self.tokens = int(sum((host[s]["pair_ids"] > 0).sum() for s in ("chosen", "rejected")))
             self.padded_tokens = int(sum(host[s]["tokens"].size for s in ("chosen", "rejected")))
         self.host = host
-        step_fn = make_train_step(loss_fn, normaliser, tx, schedule)
+        jitted, self.state = build_train_step(loss_fn, normaliser, OPTIM, 1000, trainable, frozen, shardings, mesh)
         with mesh_rules(mesh):
-            jitted = jit_train_step(step_fn, self.state, frozen, shardings, replicated(mesh))
             start = time.perf_counter()
             self.compiled = jitted.lower(self.state, frozen, self.batch).compile()
             self.compile_seconds = time.perf_counter() - start

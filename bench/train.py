@@ -10,7 +10,7 @@ positions, segment_ids; full-length rows, the loss on the last 64 tokens of each
 PEToolBench's short responses), fp32, AdamW (b1 0.9, b2 0.999, eps 1e-8, no decay, lr 1e-4
 constant) with global-norm clipping at 1.0, the loss normalised by the step's target tokens.
 
-- petool: petool_jax.train.step.make_train_step + make_sft_loss, jitted once with shardings
+- petool: petool_jax.train.step.build_train_step + make_sft_loss (the trainer's step), jitted once with shardings
   and the state donated (what `petool train sft` runs), remat off, XLA attention; logits
   only at the loss positions, as SequenceBatcher's target_idx asks (--full-logits: all).
 - PyTorch: eager LlamaForCausalLM (sdpa attention), F.cross_entropy on fp32 logits,
@@ -120,12 +120,11 @@ def build_petool_sft(config, *, micro: int, seq: int, accumulation: int = 1, lor
 
     from petool_jax.config import RuntimeOptions
     from petool_jax.loading import init_params
-    from petool_jax.sharding import make_mesh, mesh_rules, replicated
+    from petool_jax.sharding import make_mesh, mesh_rules
     from petool_jax.train import params as P
-    from petool_jax.train.optim import make_optimizer
     from petool_jax.train.setup import place_batch
     from petool_jax.train.sft import make_sft_loss, sft_normaliser
-    from petool_jax.train.step import init_state, jit_train_step, make_train_step
+    from petool_jax.train.step import build_train_step
     from petool_jax.model import Llama
 
     mesh = mesh if mesh is not None else make_mesh(devices=jax.devices()[:1])
@@ -137,13 +136,10 @@ def build_petool_sft(config, *, micro: int, seq: int, accumulation: int = 1, lor
     trainable, frozen = P.split_trainable(params, lora=lora_rank > 0)
     trainable = {k: v.astype(jnp.dtype(param_dtype)) for k, v in trainable.items()}
     del params
-    tx, schedule = make_optimizer(OPTIM, total_steps)
-    state = init_state(trainable, tx, mesh)
-    step_fn = make_train_step(make_sft_loss(Llama(config, options)), sft_normaliser, tx, schedule)
     batch = place_batch(synthetic_batch(config.vocab_size, accumulation, micro, seq, seed, gather), mesh)
+    jitted, state = build_train_step(make_sft_loss(Llama(config, options)), sft_normaliser, OPTIM, total_steps,
+                                     trainable, frozen, {k: v.sharding for k, v in batch.items()}, mesh)
     with mesh_rules(mesh):
-        jitted = jit_train_step(step_fn, state, frozen, {k: v.sharding for k, v in batch.items()},
-                                replicated(mesh))
         start = time.perf_counter()
         compiled = jitted.lower(state, frozen, batch).compile()
         compile_seconds = time.perf_counter() - start

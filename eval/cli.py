@@ -140,7 +140,7 @@ def score_command(args) -> int:
     if not args.data or not args.predictions:
         raise UserError("eval score needs --data and --predictions (or --compare DIR DIR ...)")
     from eval.predictions import load_predictions
-    from eval.report import write_outputs
+    from eval.report import write_report_files
     from eval.scoring import build_report
     from petool_jax import petoolbench as pb
 
@@ -158,7 +158,7 @@ def score_command(args) -> int:
     meta = {"data": str(args.data), "predictions": str(args.predictions), "limit": args.limit,
             "model": args.model_name}
     report, rows = build_report(selected, predictions, settings, meta)
-    write_outputs(args.out, report, rows)
+    write_report_files(args.out, report, rows)
     _print_summary(report, pathlib.Path(args.out))
     return 0
 
@@ -178,7 +178,8 @@ def register(subparsers) -> None:
 
     run = commands.add_parser("run", help="generate predictions for every entry and setting, then score them",
                               description="Resumable: rerunning the same command skips what is done.")
-    run.add_argument("--model", help="rule | openai:NAME | a model directory (HF or petool)")
+    run.add_argument("--model", help="rule | openai:NAME | a model directory (HF or petool) or a training "
+                                      "checkpoint RUN_DIR/checkpoints/N")
     run.add_argument("--data", help="user_entries_test.json(.gz) or user_entries_test_{p,r,c}.json")
     run.add_argument("--out", required=True, help="run directory (predictions.jsonl, report.*)")
     run.add_argument("--config", help="YAML of defaults for these options (configs/eval/)")

@@ -188,7 +188,7 @@ def render_plots(report: dict) -> dict[str, bytes]:
     return plots
 
 
-def write_outputs(out, report: dict, rows: list[dict], title: str = "PEToolBench evaluation") -> None:
+def write_report_files(out, report: dict, rows: list[dict], title: str = "PEToolBench evaluation") -> None:
     out = pathlib.Path(out)
     write_json(out / "report.json", report)
     write_text(out / "scored.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -15,7 +15,7 @@ import time
 from petool_jax.files import write_json
 from eval.options import RunOptions
 from eval.predictions import PredictionWriter, cut_partial_tail, load_predictions, rewrite_without
-from eval.report import write_outputs
+from eval.report import write_report_files
 from eval.runners.select import make_runner
 from eval.runners.task import EvalTask
 from eval.scoring import build_report
@@ -79,5 +79,5 @@ def run_eval(options: RunOptions, out, settings, limit=None, retry_failed=False,
             "truncation": options.truncation, "protocol": options.protocol,
             "max_prompt_tokens": options.max_prompt_tokens}
     report, rows = build_report(selected, predictions, settings, meta)
-    write_outputs(out, report, rows)
+    write_report_files(out, report, rows)
     return report

@@ -17,8 +17,6 @@ import shutil
 import tempfile
 from typing import Any, Iterator
 
-import numpy as np
-
 from petool_jax.config import LlamaConfig, read_hf_config
 from petool_jax.errors import UserError
 
@@ -141,9 +139,3 @@ def _set(tree: dict, path: tuple[str, ...], value) -> None:
     for key in path[:-1]:
         tree = tree.setdefault(key, {})
     tree[path[-1]] = value
-
-
-def numpy_tree(params: Any) -> Any:
-    import jax
-
-    return jax.tree.map(np.asarray, params)

@@ -69,7 +69,7 @@ def dataset_info(settings: list[str]) -> dict:
     return info
 
 
-def write_outputs(out: Path, train: list[dict], train_metas: list[dict], test: list[dict], test_metas: list[dict],
+def write_dataset_files(out: Path, train: list[dict], train_metas: list[dict], test: list[dict], test_metas: list[dict],
                   users: list[dict], config: dict) -> list[str]:
     """Write every dataset file; returns the names written."""
     settings = config["settings"]

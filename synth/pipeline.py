@@ -19,7 +19,7 @@ from synth.groups import apply_groups, run_groups
 from synth.instances import build_instances
 from synth.instructions import apply_instructions, run_instructions
 from petool_jax.files import write_json
-from synth.outputs import write_outputs
+from synth.outputs import write_dataset_files
 from synth.pool import Pool
 from synth.preferences import run_preferences
 from synth.quality import filter_instances, leakage, scrub_train
@@ -113,7 +113,7 @@ def run_pipeline(config: dict, client: LLMClient | None = None) -> dict:
         leak["dropped from test"] = len(leaked)
     split_report["users in train"] = len({m["user_id"] for m in train_metas})
     split_report["users in test"] = len({m["user_id"] for m in test_metas})
-    written = write_outputs(out, train, train_metas, test, test_metas, users, config)
+    written = write_dataset_files(out, train, train_metas, test, test_metas, users, config)
     written += write_stats(out, config, pool, reports, quality, split_report, leak, train, test, failures, len(entries), len(kept))
     timings["instances, checks, files"] = round(time.monotonic() - t0, 3)
     summary = {

@@ -2,7 +2,7 @@
 
 A prompt is HEAD[setting] + history (one JSON line) + CANDIDATES_INTRO + candidates (one JSON
 line, the entry's `apis_candidate` string) + FORMAT_TAIL, byte for byte as in the released
-test file (tests/test_synth_prompts.py rebuilds real entries from these pieces). The example
+test file (tests/test_synth_shared.py rebuilds every released prompt from these pieces). The example
 outputs keep the release's wording exactly, including the missing brace in example #1:
 models are evaluated on this text, so it is reproduced, not corrected.
 """

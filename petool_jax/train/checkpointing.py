@@ -33,9 +33,6 @@ class CheckpointStore:
             state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()))
         return restored["state"], restored["progress"]
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()

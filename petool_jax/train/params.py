@@ -52,24 +52,3 @@ def init_lora(config: LlamaConfig, options: RuntimeOptions, mesh, seed: int) -> 
         return {k: v for k, v in flatten(params).items() if is_lora_key(k)}
 
     return jax.jit(init, out_shardings=flat_shardings)(jax.random.key(seed))
-
-
-def flat_shardings(config: LlamaConfig, options: RuntimeOptions, mesh) -> dict:
-    _, shardings = param_shardings(config, options, mesh)
-    return flatten(shardings)
-
-
-def merged_lora_kernels(params, scale: float) -> dict:
-    """HF-layout-free merge: kernel + scale * lora_a @ lora_b for every adapted linear."""
-    flat = flatten(params)
-    out = {}
-    for key, value in flat.items():
-        if is_lora_key(key):
-            continue
-        prefix = key.rsplit(SEP, 1)[0]
-        a, b = flat.get(f"{prefix}{SEP}lora_a"), flat.get(f"{prefix}{SEP}lora_b")
-        if key.endswith(f"{SEP}kernel") and a is not None:
-            delta = jnp.einsum("...ir,...ro->...io", a.astype(jnp.float32), b.astype(jnp.float32)) * scale
-            value = (value.astype(jnp.float32) + delta).astype(value.dtype)
-        out[key] = value
-    return traverse_util.unflatten_dict(out, sep=SEP)

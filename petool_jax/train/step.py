@@ -67,3 +67,21 @@ def jit_train_step(train_step, state, frozen, batch_shardings, metric_sharding):
     state_sh = shardings_of(state)
     return jax.jit(train_step, in_shardings=(state_sh, shardings_of(frozen), batch_shardings),
                    out_shardings=(state_sh, metric_sharding), donate_argnums=(0,))
+
+
+def build_train_step(loss_fn: LossFn, normaliser, optimizer_config, total_steps: int, trainable: dict,
+                     frozen: dict, batch_shardings, mesh):
+    """What `petool train` runs, in one call: the optimizer and its schedule, the state on the
+    mesh, and the jitted step with the state donated. Returns (jitted step, initial state).
+    `optimizer_config` holds learning_rate, warmup_ratio, schedule, max_grad_norm, adam_*,
+    weight_decay (petool_jax/train/optim.py). The benchmarks build their step here too, so
+    they time exactly the trainer's step."""
+    from petool_jax.sharding import mesh_rules, replicated
+    from petool_jax.train.optim import make_optimizer
+
+    tx, schedule = make_optimizer(optimizer_config, total_steps)
+    state = init_state(trainable, tx, mesh)
+    step_fn = make_train_step(loss_fn, normaliser, tx, schedule)
+    with mesh_rules(mesh):
+        jitted = jit_train_step(step_fn, state, frozen, batch_shardings, replicated(mesh))
+    return jitted, state

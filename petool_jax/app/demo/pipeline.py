@@ -288,15 +288,8 @@ class Demo:
                     *self._train_args(p.sft_steps, p.sft_batch, p.sft_lr, p.sft_warmup, self.files.sft,
                                       self.out / "runs" / "sft", lora=self.lora, samples=p.sft_samples))
 
-    def dpo_available(self) -> bool:
-        return importlib.util.find_spec("petool_jax.train.dpo") is not None
-
     def stage_dpo(self) -> None:
         p = self.plan
-        if not self.dpo_available():
-            self.facts["dpo"] = "pending: petool train dpo is not available in this installation"
-            self.note("dpo: skipped (petool_jax.train.dpo is not available); the sft+dpo rows are pending")
-            return
         # LoRA: the SFT adapter trains on, and the reference is the base model with the adapter
         # off (dpo.reference=base), as in the authors' LLaMA-Factory run. Full fine-tuning (tiny
         # path): the reference is the frozen SFT model (init).
