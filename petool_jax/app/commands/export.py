@@ -8,7 +8,7 @@ def register(subparsers) -> None:
                               description="Write sharded safetensors (<= 5 GB a shard, with index), "
                               "config.json, generation_config.json and the tokenizer files, loadable by "
                               "transformers.AutoModelForCausalLM.from_pretrained.")
-    p.add_argument("--ckpt", required=True, help="petool model directory")
+    p.add_argument("--ckpt", required=True, help="petool model directory or training checkpoint RUN_DIR/checkpoints/N")
     p.add_argument("--out", required=True, help="HF directory to create")
     p.add_argument("--max-shard-bytes", type=int, default=5 * 10**9)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
