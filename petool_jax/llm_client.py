@@ -26,7 +26,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -34,6 +33,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from petool_jax.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -187,17 +188,7 @@ class DiskCache:
     def put(self, key: str, record: dict) -> None:
         if self.root is None:
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f, ensure_ascii=False, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_json(self._path(key), record, indent=None, sort_keys=True)
 
 
 class LLMClient:
