@@ -1,8 +1,13 @@
-"""Attention masks and the attention kernel (grouped-query).
+"""Attention masks and the XLA attention kernel (grouped-query).
 
 Masks are boolean [B, Tq, Tk] (True = may attend). One place builds each kind:
 training (causal, optional packed segments), cached decoding (left-padded rows), and
 callers such as prefix-shared DPO may pass their own.
+
+`MaskSpec` is what a mask is made from (segment / pair+branch ids, the cache's row starts)
+rather than the dense array, which is itself O(T^2): the blockwise and splash kernels build
+each block's mask from it inside their loops; the xla kernel gets `spec.dense(...)`, the
+same boolean array the dense builders below give.
 
 The `cudnn` kernel applies the causal mask only: any other mask (packed segments, DPO's
 prefix sharing) would be dropped silently, so every caller that needs one refuses that
@@ -10,6 +15,9 @@ kernel up front (`require_mask_kernel`) and the model refuses an explicit mask w
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,12 +27,25 @@ from petool_jax.errors import UserError
 # Kernels that apply only the causal mask and ignore every other mask.
 CAUSAL_ONLY_IMPLS = ("cudnn",)
 
+# Mask kinds, from the least to the most a kernel must apply (attention_choice.py picks a
+# kernel per kind): causal only; causal + packed segments; DPO's prefix sharing (pair +
+# branch ids); a KV cache (causal by slot from an offset, left-padded row starts).
+MASK_KINDS = ("causal", "segments", "prefix", "cache")
 
-def require_mask_kernel(impl: str, who: str) -> None:
-    """Refuse a causal-only kernel for a computation whose mask is more than causal."""
-    if impl in CAUSAL_ONLY_IMPLS:
+# The mask kinds each kernel applies exactly. cudnn gets only is_causal=True; with explicit
+# `attention: cudnn` it still runs unpacked SFT rows (segment ids 1..1 then 0 padding on the
+# right, which a causal mask already hides from real tokens): callers refuse packing.
+KERNEL_MASKS = {"xla": MASK_KINDS, "blockwise": MASK_KINDS, "cudnn": ("causal",),
+                "splash": ("causal", "segments")}
+KERNEL_APPLIES = {"cudnn": "only the causal mask", "splash": "only causal and packed-segment masks"}
+
+
+def require_mask_kernel(impl: str, who: str, kind: str = "prefix") -> None:
+    """Refuse a kernel that cannot apply the mask a computation needs (`auto` always can)."""
+    if impl != "auto" and kind not in KERNEL_MASKS[impl]:
         raise UserError(f"{who} needs its attention mask (segments / prefix sharing), but attention={impl} "
-                        f"applies only the causal mask and would give wrong results; use attention=xla")
+                        f"applies {KERNEL_APPLIES[impl]} and would give wrong results; use attention=xla "
+                        f"(or auto / blockwise)")
 
 
 def causal_mask(segment_ids_BxT: jnp.ndarray | None, length: int, batch: int) -> jnp.ndarray:
@@ -59,6 +80,51 @@ def cache_mask(start_B: jnp.ndarray, cache_index, q_len: int, cache_len: int) ->
     slots = jnp.arange(cache_len)[None, None, :]
     q_slots = (cache_index + jnp.arange(q_len))[None, :, None]
     return (slots <= q_slots) & (slots >= start_B[:, None, None])
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskSpec:
+    """A causal mask by slot, described instead of materialized.
+
+    Query t sits at slot q_offset + t, key s at slot s; a query sees keys at slots <= its
+    own, and further: with segments_BxT (self-attention, 0 = padding) only keys of its own
+    non-zero segment; with branches_BxT too (DPO prefix sharing; segments are the pair
+    ids) only keys in branch 0 or its own branch; with start_B only keys at slots >= its
+    row's start (a left-padded KV cache). A pytree: the arrays are leaves, `kind` is static.
+    """
+
+    kind: str
+    q_offset: Any = None  # int32 scalar (traced in a cached call); None = 0
+    segments_BxT: Any = None
+    branches_BxT: Any = None
+    start_B: Any = None
+
+    def dense(self, batch: int, q_len: int, kv_len: int) -> jnp.ndarray:
+        """The [B, Tq, Tk] boolean mask, exactly as the dense builders give it."""
+        if self.kind == "cache":
+            return cache_mask(self.start_B, self.q_offset, q_len, kv_len)
+        if self.kind == "prefix":
+            return prefix_shared_mask(self.segments_BxT, self.branches_BxT)
+        return causal_mask(self.segments_BxT, q_len, batch)
+
+
+jax.tree_util.register_dataclass(MaskSpec, data_fields=["q_offset", "segments_BxT", "branches_BxT", "start_B"],
+                                 meta_fields=["kind"])
+
+
+def causal_spec(segment_ids_BxT: jnp.ndarray | None = None) -> MaskSpec:
+    """Training: causal, with packed segments when segment ids are given (as causal_mask)."""
+    return MaskSpec("causal" if segment_ids_BxT is None else "segments", segments_BxT=segment_ids_BxT)
+
+
+def prefix_shared_spec(pair_ids_BxT: jnp.ndarray, branch_ids_BxT: jnp.ndarray) -> MaskSpec:
+    """DPO's prefix-shared pairs (as prefix_shared_mask)."""
+    return MaskSpec("prefix", segments_BxT=pair_ids_BxT, branches_BxT=branch_ids_BxT)
+
+
+def cache_spec(start_B: jnp.ndarray, cache_index) -> MaskSpec:
+    """A left-padded batch writing at slot `cache_index` of a KV cache (as cache_mask)."""
+    return MaskSpec("cache", q_offset=jnp.asarray(cache_index, jnp.int32), start_B=start_B)
 
 
 def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask_BxTxS, impl: str = "xla"):

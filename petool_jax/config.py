@@ -19,7 +19,7 @@ from petool_jax.errors import UserError
 
 SUPPORTED_ROPE_TYPES = ("default", "llama3")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
-ATTENTION_IMPLS = ("xla", "cudnn")
+ATTENTION_IMPLS = ("auto", "xla", "blockwise", "cudnn", "splash")
 PRESET_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs" / "model"
 
 
@@ -166,7 +166,8 @@ class RuntimeOptions:
     dtype: str = "float32"  # activations / matmul inputs
     param_dtype: str = "float32"  # parameters as stored for this run
     remat: str = "none"  # none | full | dots | dots_no_batch
-    attention: str = "xla"  # xla | cudnn (GPU flash attention, causal only)
+    # auto | xla | blockwise | cudnn (GPU, causal only) | splash (TPU): attention_choice.py
+    attention: str = "auto"
     lora_rank: int = 0  # 0 = no adapter (full fine-tuning or inference)
     lora_alpha: float = 16.0
     scan_unroll: int = 1

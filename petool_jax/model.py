@@ -12,7 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from petool_jax.attention import CAUSAL_ONLY_IMPLS, attend, causal_mask
+from petool_jax.attention import MaskSpec, attend, causal_spec
+from petool_jax.attention_blockwise import blockwise_attend
+from petool_jax.attention_choice import check_kernel, resolve_attention
+from petool_jax.attention_splash import splash_attend
 from petool_jax.config import LlamaConfig, RuntimeOptions
 from petool_jax.layers import Embed, Linear, RMSNorm
 from petool_jax.rope import apply_rope, rope_tables
@@ -27,6 +30,7 @@ REMAT_POLICY_FNS = {
 class Attention(nn.Module):
     config: LlamaConfig
     options: RuntimeOptions
+    kernel: str = "xla"  # as Llama resolved options.attention for this call
 
     @nn.compact
     def __call__(self, x_BxTxD, cos, sin, mask_BxTxS, cache, layer, cache_index):
@@ -51,8 +55,12 @@ class Attention(nn.Module):
             }
             k_BxTxKxH = jax.lax.dynamic_index_in_dim(cache["k"], layer, 0, keepdims=False)
             v_BxTxKxH = jax.lax.dynamic_index_in_dim(cache["v"], layer, 0, keepdims=False)
-        impl = opts.attention if cache is None else "xla"
-        out = attend(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxTxS, impl=impl)
+        if self.kernel == "blockwise":
+            out = blockwise_attend(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxTxS)
+        elif self.kernel == "splash":
+            out = splash_attend(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxTxS)
+        else:
+            out = attend(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxTxS, impl=self.kernel)
         out = out.reshape(batch, length, cfg.q_dim)
         return Linear(cfg.hidden_size, ("q_heads", "embed"), std, opts, name="o_proj")(out), cache
 
@@ -74,6 +82,7 @@ class MLP(nn.Module):
 class DecoderLayer(nn.Module):
     config: LlamaConfig
     options: RuntimeOptions
+    kernel: str = "xla"
 
     @nn.compact
     def __call__(self, carry, cos, sin, mask, cache_index):
@@ -81,7 +90,7 @@ class DecoderLayer(nn.Module):
         cfg, opts = self.config, self.options
         x, cache, layer = carry if isinstance(carry, tuple) else (carry, None, None)
         x = nn.with_logical_constraint(x, ("batch", "act_length", "act_embed"))
-        h, cache = Attention(cfg, opts, name="attn")(
+        h, cache = Attention(cfg, opts, self.kernel, name="attn")(
             RMSNorm(cfg.rms_norm_eps, opts, name="input_norm")(x), cos, sin, mask, cache, layer, cache_index)
         x = x + h
         x = x + MLP(cfg, opts, name="mlp")(RMSNorm(cfg.rms_norm_eps, opts, name="post_attn_norm")(x))
@@ -97,19 +106,32 @@ class Llama(nn.Module):
     @nn.compact
     def __call__(self, tokens_BxT, positions_BxT=None, mask_BxTxS=None, segment_ids_BxT=None,
                  cache: dict[str, Any] | None = None, cache_index=None, gather_BxN=None):
-        """gather_BxN: only compute logits at these positions (-> [B, N, V]); losses that
+        """mask_BxTxS: None (causal, packed by segment_ids_BxT if given), a dense boolean
+        [B, T, S] array (always run by the xla kernel), or an attention.MaskSpec
+        (causal_spec / prefix_shared_spec / cache_spec: what the mask is made from), which
+        options.attention (auto by default, see attention_choice.py) may run blockwise,
+        never materializing [B, T, S]. A cached call (prefill, decode) needs a mask: a
+        dense attention.cache_mask (xla, as always) or attention.cache_spec.
+        gather_BxN: only compute logits at these positions (-> [B, N, V]); losses that
         need a few positions of a long sequence (DPO responses) skip the rest of the head."""
         cfg, opts = self.config, self.options
         batch, length = tokens_BxT.shape
         if positions_BxT is None:
             positions_BxT = jnp.broadcast_to(jnp.arange(length), (batch, length))
-        if mask_BxTxS is not None and cache is None and opts.attention in CAUSAL_ONLY_IMPLS:
-            # The kernel would drop this mask (e.g. DPO's prefix sharing): refuse, never guess.
-            raise ValueError(f"attention={opts.attention} ignores an explicit mask; use attention=xla")
         if mask_BxTxS is None:
             if cache is not None:
-                raise ValueError("a cached call needs an explicit mask (see attention.cache_mask)")
-            mask_BxTxS = causal_mask(segment_ids_BxT, length, batch)
+                raise ValueError("a cached call needs an explicit mask (see attention.cache_mask / cache_spec)")
+            mask_BxTxS = causal_spec(segment_ids_BxT)
+        kind = mask_BxTxS.kind if isinstance(mask_BxTxS, MaskSpec) else "dense"
+        if cache is None:
+            # A kernel that would drop this mask (e.g. DPO's prefix sharing): refuse, never guess.
+            check_kernel(opts.attention, kind)
+        kv_len = length if cache is None else cache["k"].shape[2]
+        kernel = resolve_attention(opts.attention, jax.default_backend(), kv_len, kind)
+        if kernel == "xla" and kind != "dense":
+            mask_BxTxS = mask_BxTxS.dense(batch, length, kv_len)
+        elif kernel == "cudnn":
+            mask_BxTxS = None  # cuDNN applies the causal mask itself (see attention.py)
         cos, sin = rope_tables(cfg, positions_BxT)
         embed = Embed(cfg.vocab_size, cfg.hidden_size, cfg.initializer_range, opts, name="embed")
         x = embed(tokens_BxT)
@@ -125,7 +147,7 @@ class Llama(nn.Module):
             length=cfg.num_hidden_layers,
             unroll=opts.scan_unroll,
             metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, opts, name="layers")
+        )(cfg, opts, kernel, name="layers")
         new_cache = None
         if cache is None:
             x, _ = layers(x, cos, sin, mask_BxTxS, cache_index)

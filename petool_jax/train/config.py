@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "dtype": "bfloat16",  # compute dtype
     "param_dtype": "float32",  # trainable parameters (frozen base weights are kept in `dtype`)
     "remat": "full",
-    "attention": "xla",
+    "attention": "auto",  # auto | xla | blockwise | cudnn | splash (petool_jax/attention_choice.py)
     "log_every": 1,
     "dpo": {
         "beta": 0.1,
