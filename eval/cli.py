@@ -7,33 +7,9 @@ import pathlib
 
 from petool_jax.errors import UserError
 
-# Built-in defaults; a --config YAML (configs/eval/*.yaml) may change them, flags win over both.
-RUN_DEFAULTS = {
-    "settings": None,  # the data's: all three for a combined file, one for a per-setting file
-    "limit": None,
-    "batch_size": 16,
-    "max_prompt_tokens": 4000,
-    "max_new_tokens": 256,
-    "temperature": 0.0,
-    "top_p": 1.0,
-    "seed": 0,
-    "prompt_format": "system_user",
-    "truncation": "history",
-    "protocol": "default",
-    "dtype": "float32",
-    "base_url": None,
-    "concurrency": 8,
-    "max_retries": 5,
-    "timeout": 60.0,
-    "backoff_base": 0.5,
-    "model": None,
-    "data": None,
-}
-
-
 # The authors' API calls (run_experiment.py interact_openai): the openai client's own
 # defaults (timeout 10 s set by them, 2 retries by the library), no temperature, no max_tokens.
-PROTOCOL_DEFAULTS = {"default": {}, "authors": {"timeout": 10.0, "max_retries": 2}}
+PROTOCOL_DEFAULTS = {"default": {}, "authors": {"timeout_s": 10.0, "max_retries": 2}}
 
 
 def parse_settings(text: str) -> list[str]:
@@ -47,35 +23,24 @@ def parse_settings(text: str) -> list[str]:
     return list(dict.fromkeys(settings))
 
 
-def _load_config(path) -> dict:
-    import yaml
-
-    try:
-        values = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise UserError(f"{path}: expected a mapping of eval run options")
-    unknown = sorted(set(values) - set(RUN_DEFAULTS))
-    if unknown:
-        raise UserError(f"{path}: unknown key {unknown[0]!r}; keys are {', '.join(sorted(RUN_DEFAULTS))}")
-    if isinstance(values.get("settings"), list):
-        values["settings"] = ",".join(values["settings"])
-    return values
-
-
 def _resolved(args) -> dict:
-    """Built-in defaults <- the protocol's defaults <- --config <- flags."""
-    from eval.options import PROTOCOLS, TRUNCATIONS, check_sampling
+    """eval.options.run_defaults() <- the protocol's defaults <- --config <- flags, names and
+    types checked against the defaults (petool_jax.config_files)."""
+    from eval.options import PROTOCOLS, TRUNCATIONS, check_sampling, run_defaults
+    from petool_jax import config_files
 
-    config = _load_config(args.config) if args.config else {}
-    flags = {k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None}
-    protocol = flags.get("protocol", config.get("protocol", RUN_DEFAULTS["protocol"]))
+    defaults = run_defaults()
+    from_file = config_files.read_yaml_mapping(args.config) if args.config else {}
+    if isinstance(from_file.get("settings"), list):
+        from_file["settings"] = ",".join(from_file["settings"])
+    flags = {k: v for k, v in vars(args).items() if k in defaults and v is not None}
+    protocol = flags.get("protocol", from_file.get("protocol", defaults["protocol"]))
     if protocol not in PROTOCOLS:
         raise UserError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
-    values = {**RUN_DEFAULTS, **PROTOCOL_DEFAULTS[protocol], **config, **flags}
+    values = dict(defaults)
+    for layer, source in ((PROTOCOL_DEFAULTS[protocol], f"--protocol {protocol}"),
+                          (from_file, str(args.config)), (flags, "command line")):
+        config_files.merge(values, layer, source)
     for key in ("model", "data"):
         if not values[key]:
             raise UserError(f"--{key} is required (as a flag or in --config)")
@@ -85,7 +50,7 @@ def _resolved(args) -> dict:
         raise UserError("--protocol authors is the authors' API protocol (openai:NAME models); for a model "
                         "directory, --truncation authors reproduces their prompts")
     try:
-        check_sampling(float(values["temperature"]), float(values["top_p"]))
+        check_sampling(values["temperature"], values["top_p"])
     except ValueError as err:
         raise UserError(str(err)) from None
     return values
@@ -104,27 +69,10 @@ def run_command(args) -> int:
     model = v["model"]
     if not (model == "rule" or model.startswith("openai:")):
         model = str(pathlib.Path(model).resolve())
-    options = RunOptions(
-        model=model,
-        data=str(pathlib.Path(v["data"]).resolve()),
-        max_prompt_tokens=int(v["max_prompt_tokens"]),
-        max_new_tokens=int(v["max_new_tokens"]),
-        temperature=float(v["temperature"]),
-        top_p=float(v["top_p"]),
-        seed=int(v["seed"]),
-        prompt_format=v["prompt_format"],
-        truncation=v["truncation"],
-        protocol=v["protocol"],
-        batch_size=int(v["batch_size"]),
-        dtype=v["dtype"],
-        base_url=v["base_url"],
-        api_key=None,  # the client reads OPENAI_API_KEY from the environment; never stored
-        concurrency=int(v["concurrency"]),
-        max_retries=int(v["max_retries"]),
-        timeout_s=float(v["timeout"]),
-        backoff_base_s=float(v["backoff_base"]),
-        cache_dir=None if args.no_cache else str(out / "api_cache"),
-    )
+    fields = {k: v[k] for k in RunOptions.__dataclass_fields__ if k in v}
+    options = RunOptions(**{**fields, "model": model, "data": str(pathlib.Path(v["data"]).resolve()),
+                            "api_key": None,  # the client reads OPENAI_API_KEY from the environment; never stored
+                            "cache_dir": None if args.no_cache else str(out / "api_cache")})
     settings = parse_settings(v["settings"]) if v["settings"] else None
     report = run_eval(options, out, settings, v["limit"], retry_failed=args.retry_failed)
     _print_summary(report, out)
@@ -206,8 +154,9 @@ def register(subparsers) -> None:
     run.add_argument("--api-key", help=argparse.SUPPRESS)  # refused: keys come from OPENAI_API_KEY only
     run.add_argument("--concurrency", type=int, help="API models: requests in flight")
     run.add_argument("--max-retries", type=int)
-    run.add_argument("--timeout", type=float, help="API models: seconds per request")
-    run.add_argument("--backoff-base", type=float, help="API models: first retry waits up to this many seconds")
+    run.add_argument("--timeout", dest="timeout_s", type=float, help="API models: seconds per request")
+    run.add_argument("--backoff-base", dest="backoff_base_s", type=float,
+                     help="API models: first retry waits up to this many seconds")
     run.add_argument("--no-cache", action="store_true", help="API models: no response cache in OUT/api_cache")
     run.add_argument("--retry-failed", action="store_true", help="resend requests recorded as failed")
     run.set_defaults(func=run_command)

@@ -48,3 +48,17 @@ def check_sampling(temperature: float, top_p: float) -> None:
         raise ValueError(f"--temperature {temperature}: must be >= 0 (0 = greedy)")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"--top-p {top_p}: must be in (0, 1]")
+
+
+# RunOptions fields that are not settings a user chooses (`petool eval run` fills them).
+_NOT_CONFIGURABLE = ("api_key", "cache_dir", "progress")
+
+
+def run_defaults() -> dict:
+    """The keys of `petool eval run --config FILE` and the flags, with their defaults: RunOptions'
+    own fields and defaults (one place for both), plus what selects the work (settings, limit)."""
+    import dataclasses
+
+    values = {f.name: f.default for f in dataclasses.fields(RunOptions) if f.name not in _NOT_CONFIGURABLE}
+    # model/data have no meaningful default: None = "must be given" (checked by the CLI).
+    return {**values, "model": None, "data": None, "settings": None, "limit": None}
