@@ -42,16 +42,7 @@ def _plan(config, files: list[SafetensorsFile]):
             if st.shape(name) != expected:
                 bad_shapes.append(f"{name} in {st.path.name}: {list(st.shape(name))}, expected {list(expected)}")
             plan.append((st, name, path, layer, transposed))
-    missing = [k for k in hf_keys.expected_hf_keys(config) if k not in seen]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors ({len(missing)}): {missing[:20]}")
-    if unexpected:
-        problems.append(f"unexpected tensors ({len(unexpected)}): {unexpected[:20]}")
-    if bad_shapes:
-        problems.append("wrong shapes: " + "; ".join(bad_shapes[:20]))
-    if problems:
-        raise UserError("cannot convert checkpoint: " + " | ".join(problems))
+    hf_keys.check_tensor_inventory(config, seen, unexpected, bad_shapes, "cannot convert checkpoint")
     return plan
 
 

@@ -138,16 +138,7 @@ def _plan(reader, config: LlamaConfig, path) -> dict[tuple[str, ...], list]:
         if shape != hf_keys.hf_shape(config, param_path):
             bad_shapes.append(f"{tensor.name}: {list(shape)}, expected {list(hf_keys.hf_shape(config, param_path))}")
         by_path.setdefault(param_path, []).append((tensor, layer, transposed, name))
-    missing = [k for k in hf_keys.expected_hf_keys(config) if k not in seen]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors ({len(missing)}): {missing[:20]}")
-    if unexpected:
-        problems.append(f"unexpected tensors ({len(unexpected)}): {unexpected[:20]}")
-    if bad_shapes:
-        problems.append("wrong shapes: " + "; ".join(bad_shapes[:20]))
-    if problems:
-        raise UserError(f"{path}: cannot convert GGUF: " + " | ".join(problems))
+    hf_keys.check_tensor_inventory(config, seen, unexpected, bad_shapes, f"{path}: cannot convert GGUF")
     return by_path
 
 

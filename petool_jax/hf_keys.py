@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from petool_jax.config import LlamaConfig
+from petool_jax.errors import UserError
 
 # (HF name pattern, petool path, is a per-layer tensor, transposed)
 KEY_TABLE: tuple[tuple[str, tuple[str, ...], bool, bool], ...] = (
@@ -81,3 +82,18 @@ def petool_shape(config: LlamaConfig, path: tuple[str, ...]) -> tuple[int, ...]:
     if transposed:
         shape = shape[::-1]
     return ((config.num_hidden_layers,) if per_layer else ()) + shape
+
+
+def check_tensor_inventory(config, seen, unexpected: list, bad_shapes: list, what: str) -> None:
+    """One error listing every missing, unexpected and wrongly shaped tensor of a checkpoint
+    (HF safetensors or GGUF): a conversion reports all problems at once, not the first."""
+    missing = [k for k in expected_hf_keys(config) if k not in seen]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors ({len(missing)}): {missing[:20]}")
+    if unexpected:
+        problems.append(f"unexpected tensors ({len(unexpected)}): {unexpected[:20]}")
+    if bad_shapes:
+        problems.append("wrong shapes: " + "; ".join(bad_shapes[:20]))
+    if problems:
+        raise UserError(f"{what}: " + " | ".join(problems))

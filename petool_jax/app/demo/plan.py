@@ -171,20 +171,17 @@ SMOLLM2 = DemoPlan(
     eval_limit=20, untrained_eval_limit=8, eval_batch=4, max_new_tokens=56, untrained_max_new_tokens=24,
 )
 
-# Every pretrained-path stage with a tiny stand-in model (made here, or a GGUF given with --model).
-SMOLLM2_SMOKE = DemoPlan(
-    name="smollm2-smoke", kind="pretrained", model="smollm2-135m-instruct",
-    num_users=40, instances_per_user=2, test_fraction=0.2, candidates=5,
-    history_min=2, history_max=4, preferred_min=5, preferred_max=35, rated0_max=2, negative_fraction=0.5,
+# Every pretrained-path stage with a tiny stand-in model (made here, or a GGUF given with --model):
+# the SmolLM2 plan with smaller data, model and steps.
+SMOLLM2_SMOKE = dataclasses.replace(
+    SMOLLM2, name="smollm2-smoke",
+    num_users=40, instances_per_user=2, test_fraction=0.2, history_max=4, negative_fraction=0.5,
     tokenizer_vocab=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
     num_attention_heads=2, num_key_value_heads=1,
-    calls_steps=0, calls_batch=0, calls_lr=0.0, calls_seq_len=0,
-    history_steps=0, history_batch=0, history_lr=0.0, history_seq_len=0,
     # a GGUF stand-in's tokenizer may be much coarser than SmolLM2's: room for ~3k-token prompts
-    max_seq_len=3072, sft_steps=3, sft_batch=4, sft_lr=1e-3, sft_warmup=0.0,
-    dpo_steps=2, dpo_batch=4, dpo_lr=1e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    max_seq_len=3072, sft_steps=3, sft_warmup=0.0, dpo_lr=1e-4,
     lora_rank=4, lora_alpha=8.0, micro_batch=2,
-    eval_limit=4, eval_batch=4, max_new_tokens=8, untrained_max_new_tokens=8,
+    eval_limit=4, untrained_eval_limit=None, max_new_tokens=8, untrained_max_new_tokens=8,
 )
 
 PLANS = {p.name: p for p in (SMOLLM2, SMOLLM2_SMOKE, TINY, TINY_SMOKE)}
