@@ -143,16 +143,13 @@ TINY = DemoPlan(
     eval_limit=None, eval_batch=32, max_new_tokens=48,
 )
 
-TINY_SMOKE = DemoPlan(
-    name="tiny-smoke", kind="tiny",
-    num_users=40, instances_per_user=2, test_fraction=0.2, candidates=5,
-    history_min=3, history_max=4, preferred_min=4, preferred_max=8,
+# Every tiny-path stage in about a minute: the tiny plan with smaller data, model and steps.
+TINY_SMOKE = dataclasses.replace(
+    TINY, name="tiny-smoke",
+    num_users=40, instances_per_user=2, test_fraction=0.2, history_max=4, preferred_max=8,
     tokenizer_vocab=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-    num_attention_heads=2, num_key_value_heads=1,
-    calls_steps=2, calls_batch=8, calls_lr=3e-3, calls_seq_len=128,
-    history_steps=2, history_batch=4, history_lr=3e-3, history_seq_len=512,
-    max_seq_len=1024, sft_steps=3, sft_batch=4, sft_lr=3e-3, sft_warmup=0.0,
-    dpo_steps=2, dpo_batch=4, dpo_lr=1e-4, dpo_beta=0.1, dpo_sft_weight=0.0,
+    calls_steps=2, calls_batch=8, history_steps=2, history_batch=4, history_seq_len=512,
+    max_seq_len=1024, sft_steps=3, sft_batch=4, sft_warmup=0.0, dpo_steps=2, dpo_batch=4, dpo_lr=1e-4,
     eval_limit=4, eval_batch=16, max_new_tokens=8,
 )
 
