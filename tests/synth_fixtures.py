@@ -141,6 +141,17 @@ TB_APIS = {  # api name -> what it does; "current" of WeatherC is worded differe
 }
 
 
+def synthesize_offline(root, num_users: int):
+    """The offline pipeline on the fixture pool: returns (pool file, output folder)."""
+    from synth.config import load_synth_config
+    from synth.pipeline import run_pipeline
+
+    pool = write_petoolbench_pool(root / "pool.json")
+    out = root / "out"
+    run_pipeline(load_synth_config(None, offline_overrides(pool, out, num_users=num_users)))
+    return pool, out
+
+
 def toolbench_tools() -> dict[str, dict]:
     """relative path -> tool document, as in ToolBench's data/toolenv/tools/<Category>/<tool>.json."""
     docs = {}

@@ -13,7 +13,6 @@ from petool_jax.app.cli import main
 from petool_jax.petoolbench_structure import preferred_visible
 from synth.compare import figures
 from synth.config import load_synth_config
-from synth.pipeline import run_pipeline
 from synth.structure_stats import entry_facts, summarize
 
 
@@ -40,9 +39,7 @@ def test_facts_of_hand_made_entries():
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
-    pool = fx.write_petoolbench_pool(tmp / "pool.json")
-    out = tmp / "out"
-    run_pipeline(load_synth_config(None, fx.offline_overrides(pool, out, num_users=30)))
+    pool, out = fx.synthesize_offline(tmp, num_users=30)
     return tmp, pool, out
 
 

@@ -11,16 +11,12 @@ import synth_fixtures as fx
 from petool_jax import petoolbench as pb
 from petool_jax.petoolbench_structure import preferred_visible
 from petool_jax.app.cli import main
-from synth.config import load_synth_config
-from synth.pipeline import run_pipeline
 
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("synth")
-    pool = fx.write_petoolbench_pool(tmp / "pool.json")
-    out = tmp / "out"
-    run_pipeline(load_synth_config(None, fx.offline_overrides(pool, out, num_users=20)))
+    _, out = fx.synthesize_offline(tmp, num_users=20)
     return out
 
 

@@ -10,16 +10,12 @@ import synth_fixtures as fx
 from petool_jax import petoolbench as pb
 from petool_jax.train.dpo_data import load_pairs
 from petool_jax.train.sft_data import format_call, load_sft_examples
-from synth.config import load_synth_config
-from synth.pipeline import run_pipeline
 
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("synth_train")
-    pool = fx.write_petoolbench_pool(tmp / "pool.json")
-    out = tmp / "out"
-    run_pipeline(load_synth_config(None, fx.offline_overrides(pool, out, num_users=20)))
+    _, out = fx.synthesize_offline(tmp, num_users=20)
     return out
 
 
