@@ -7,30 +7,23 @@ import jax
 import numpy as np
 import pytest
 
-from hf_fixtures import make_hf_model
 from petool_jax.app.cli import main as petool
 from petool_jax.train.dpo_losses import preference_loss
-from train_fixtures import write_dpo
+from train_fixtures import make_train_world, read_metrics, train_args
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dpo")
-    make_hf_model(root / "hf", "llama3.1", seed=7)
-    write_dpo(root / "dpo.json", 32, seed=3)
-    return root
+    return make_train_world(tmp_path_factory.mktemp("dpo"), "dpo", 32, model_seed=7, data_seed=3)
 
 
 def dpo_args(world, out, *extra):
-    return ["train", "dpo", f"model={world / 'hf'}", f"data.train={world / 'dpo.json'}", f"output_dir={out}",
-            "max_seq_len=512", "dtype=float32", "param_dtype=float32", "warmup_ratio=0.0", "remat=none",
-            "checkpoint_every=100", "mesh.fsdp=1", *extra]
+    return train_args("dpo", world, out, "checkpoint_every=100", "mesh.fsdp=1", *extra)
 
 
-def metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+metrics = read_metrics
 
 
 # ---- formulas -------------------------------------------------------------------------

@@ -9,30 +9,24 @@ import sys
 import numpy as np
 import pytest
 
-from hf_fixtures import make_hf_model
 from petool_jax.app.cli import main as petool
 from petool_jax.safetensors_io import iter_checkpoint_files
-from train_fixtures import write_sft
+from train_fixtures import make_train_world, read_metrics, train_args
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sft")
-    make_hf_model(root / "hf", "llama3.1", seed=5)
-    write_sft(root / "sft.json", 48, seed=1)
-    return root
+    return make_train_world(tmp_path_factory.mktemp("sft"), "sft", 48, model_seed=5, data_seed=1)
 
 
 def base_args(world, out, *extra):
-    return ["train", "sft", f"model={world / 'hf'}", f"data.train={world / 'sft.json'}", f"output_dir={out}",
-            "max_seq_len=512", "dtype=float32", "param_dtype=float32", "learning_rate=5e-3", "warmup_ratio=0.0",
-            "remat=none", "log_every=1", *extra]
+    return train_args("sft", world, out, "learning_rate=5e-3", "log_every=1", *extra)
 
 
 def losses(run_dir):
-    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row["loss"] for row in read_metrics(run_dir)]
 
 
 def model_params(run_dir):

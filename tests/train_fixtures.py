@@ -59,3 +59,22 @@ def write_dpo(path, n, seed=0, history_len=4):
              "rejected": r["rejected"]} for r in sft_records(n, seed, history_len)]
     path.write_text(json.dumps(rows, indent=1))
     return path
+
+
+def make_train_world(root, stage: str, n: int, model_seed: int, data_seed: int):
+    """A tiny random HF LLaMA at root/hf and `n` examples of the stage's data at root/<stage>.json."""
+    from hf_fixtures import make_hf_model
+
+    make_hf_model(root / "hf", "llama3.1", seed=model_seed)
+    (write_sft if stage == "sft" else write_dpo)(root / f"{stage}.json", n, seed=data_seed)
+    return root
+
+
+def train_args(stage: str, world, out, *extra) -> list[str]:
+    """`petool train <stage>` on make_train_world's model and data, exact fp32, no warmup/remat."""
+    return ["train", stage, f"model={world / 'hf'}", f"data.train={world / f'{stage}.json'}", f"output_dir={out}",
+            "max_seq_len=512", "dtype=float32", "param_dtype=float32", "warmup_ratio=0.0", "remat=none", *extra]
+
+
+def read_metrics(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
