@@ -183,14 +183,14 @@ def decode(config, *, batches, prompt_tokens: int, new_tokens: int, bandwidth: d
     import numpy as np
 
     from petool_jax.config import RuntimeOptions
-    from petool_jax.generation import _compiled, prompt_bucket
+    from petool_jax.generation import jitted_generation, prompt_bucket
     from petool_jax.loading import init_params
     from petool_jax.sharding import make_mesh
 
     options = RuntimeOptions(dtype="bfloat16", param_dtype="bfloat16")
     mesh = make_mesh(devices=jax.devices()[:1])
     params = init_params(config, options, mesh, seed=0)
-    prefill, decode_fn = _compiled(config, options, new_tokens, True)
+    prefill, decode_fn = jitted_generation(config, options, new_tokens, True)
     out = {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "cases": {}}
     bucket = prompt_bucket(prompt_tokens)
     for batch in batches:
@@ -228,7 +228,7 @@ def _decode_case(config, params, mesh, prefill, decode_fn, batch, bucket, prompt
             cache = prefill(params, tokens, start)
             jax.block_until_ready(cache)
             t1 = time.perf_counter()
-            ids, cache = decode_fn(params, cache, last, start, jnp.int32(bucket), active, stop,
+            ids, cache = decode_fn(params, cache, last, jnp.int32(bucket), active, stop,
                                    jax.random.key(rep), jnp.float32(1e-6), jnp.float32(1.0))
             jax.block_until_ready(ids)
             t2 = time.perf_counter()

@@ -255,10 +255,10 @@ def prefill_seconds(bundle, batch, new_tokens) -> float:
     """Seconds of generate_batch's prefill alone for one batch (the function it compiled)."""
     import jax
 
-    from petool_jax.generation import _compiled, pack_batch
+    from petool_jax.generation import jitted_generation, pack_batch
     from petool_jax.sharding import batch_sharding, mesh_rules
 
-    prefill, _ = _compiled(bundle.config, bundle.options, new_tokens, True)
+    prefill = jitted_generation(bundle.config, bundle.options, new_tokens, True).prefill
     tokens, _, start, _ = pack_batch(batch, len(batch), bundle.config.pad_token_id or 0)
     with mesh_rules(bundle.mesh):
         tokens = jax.device_put(tokens, batch_sharding(bundle.mesh, 2))

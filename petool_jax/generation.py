@@ -1,17 +1,23 @@
 """Batched generation with a KV cache.
 
 Prompts are left-padded into a batch so every row writes its next token at the same cache
-slot; each row keeps its own RoPE positions (slot - start) and mask. A jitted prefill fills
-the cache with all prompt tokens but the last, in causal chunks; a jitted decode runs a
+slot; each row keeps its own RoPE positions (slot - start) and mask. `prefill` fills a
+`KVCache` with all prompt tokens but the last, in causal chunks; `decode` runs a
 lax.while_loop with the cache donated: each step feeds one token (first the prompt's last,
 then the one just sampled) and samples the next, stopping when all rows hit an end token.
-Prompt lengths are rounded up to a few buckets and the batch size is fixed, so a whole
-benchmark compiles a handful of times.
+`jitted_generation` compiles the pair for one model, length limit and sampling mode.
+
+Shapes are few on purpose: prompt lengths are rounded up to buckets (four per octave), a
+batch has a power-of-two number of rows (at most batch_size), so a whole benchmark compiles
+a handful of times. The prefill's query chunk is sized so that one chunk's float32
+attention scores stay under SCORES_BUDGET_BYTES whatever the batch and length: memory does
+not grow with T^2, and later chunks attend only to the slots written so far (causal work).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +31,29 @@ from petool_jax.model import Llama, init_cache
 from petool_jax.sharding import batch_sharding, mesh_rules, replicated
 
 MIN_BUCKET = 64
-# A prefill of at most MAX_CHUNK slots runs in one piece; a longer one in 4-7 chunks of at
-# most CHUNK_CAP slots (more for the rare prompts beyond 8k tokens), bounding the attention
-# scores of one chunk to batch x heads x CHUNK_CAP x slots.
-MAX_CHUNK = 512
-CHUNK_CAP = 1024
+# One prefill chunk's attention scores, [rows, heads, chunk, slots] float32, stay under this
+# (XLA also holds their exponentials: about twice this at the peak).
+SCORES_BUDGET_BYTES = 64 * 2**20
+MIN_CHUNK = 64
+# Key windows of a chunked prefill: more windows skip more of the causal upper triangle
+# (work (w + 1) / 2w of T x T) but compile one more loop body each.
+PREFILL_WINDOWS = 4
+
+
+class KVCache(NamedTuple):
+    """Keys and values of a left-padded batch: k, v [layers, rows, slots, kv_heads, head_dim];
+    start [rows]: a row's first real slot (the slots before it are padding it never sees)."""
+
+    k: jax.Array
+    v: jax.Array
+    start: jax.Array
+
+    def layers(self) -> dict:
+        """The {"k", "v"} stacked cache the model reads and writes."""
+        return {"k": self.k, "v": self.v}
+
+    def with_layers(self, layers: dict) -> "KVCache":
+        return self._replace(k=layers["k"], v=layers["v"])
 
 
 def prompt_bucket(length: int) -> int:
@@ -46,16 +70,47 @@ def prompt_bucket(length: int) -> int:
     raise AssertionError("unreachable")
 
 
-def prefill_chunk(bucket: int) -> int:
-    """Chunk size for a prefill of `bucket` slots: the whole bucket up to MAX_CHUNK, else
-    the bucket's octave / 4 (a bucket is 4-7 such quarters, so it divides evenly), at most
-    CHUNK_CAP."""
-    if bucket <= MAX_CHUNK:
+def prefill_chunk(bucket: int, rows: int = 1, heads: int = 1) -> int:
+    """Query chunk of a prefill of `bucket` slots: the whole bucket when its scores
+    (rows x heads x bucket x bucket float32) fit SCORES_BUDGET_BYTES, else the largest
+    power of two dividing the bucket (its octave / 4 or less) whose scores against all
+    `bucket` slots fit, at least MIN_CHUNK."""
+    if rows * heads * bucket * bucket * 4 <= SCORES_BUDGET_BYTES:
         return bucket
-    return min(1 << (bucket.bit_length() - 3), CHUNK_CAP)
+    chunk = 1 << (bucket.bit_length() - 3)  # a bucket is 4-7 quarters of its octave
+    while chunk > MIN_CHUNK and rows * heads * chunk * bucket * 4 > SCORES_BUDGET_BYTES:
+        chunk //= 2
+    return chunk
 
 
-def _sample(logits_BxV, key, temperature, top_p, greedy: bool):
+def batch_rows(n_prompts: int, batch_size: int, multiple: int = 1) -> int:
+    """Rows of a batch holding n_prompts: the smallest power of two >= n_prompts (padding
+    rows cost as much as real ones), at most batch_size, a multiple of `multiple` (the
+    mesh's data-parallel size)."""
+    rows = 1
+    while rows < min(n_prompts, batch_size):
+        rows *= 2
+    rows = min(rows, batch_size)
+    return -(-rows // multiple) * multiple
+
+
+def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices of prompts, shortest first, grouped into batches of batch_size; the rest
+    (the longest prompts) in power-of-two groups (e.g. 9 -> 8 + 1), so no batch carries
+    padding rows."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    full = len(order) - len(order) % max(1, batch_size)
+    groups = [order[b:b + batch_size] for b in range(0, full, batch_size)]
+    rest = order[full:]
+    while rest:
+        size = 1 << (len(rest).bit_length() - 1)
+        groups.append(rest[:size])
+        rest = rest[size:]
+    return groups
+
+
+def sample_tokens(logits_BxV, key, temperature, top_p, greedy: bool):
+    """Next token per row: argmax, or nucleus sampling at `temperature`."""
     if greedy:
         return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
     logits = logits_BxV / temperature
@@ -68,60 +123,99 @@ def _sample(logits_BxV, key, temperature, top_p, greedy: bool):
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
+def prefill(model: Llama, params, tokens_BxT, start_B, cache_len: int) -> KVCache:
+    """A KVCache of `cache_len` slots holding tokens_BxT at slots [0, T).
+
+    The logits are never used, so XLA drops the vocabulary projection. The prompt runs in
+    query chunks of prefill_chunk slots, looped (lax.fori_loop) inside at most
+    PREFILL_WINDOWS key windows: a chunk of window w attends to the slots [0, end of window
+    w) only. Attention work is (w + 1) / 2w of one T x T pass (62.5% at 4 windows), memory
+    one chunk's scores, and compilation one loop body per window."""
+    config = model.config
+    batch, length = tokens_BxT.shape
+    dtype = jnp.dtype(model.options.dtype)
+    chunk = prefill_chunk(length, batch, config.num_attention_heads)
+    n_chunks = length // chunk
+    per_window = -(-n_chunks // PREFILL_WINDOWS)
+    layers = init_cache(config, batch, 0, dtype)
+    for first in range(0, n_chunks, per_window):
+        count = min(per_window, n_chunks - first)
+        hi = (first + count) * chunk
+        # The window's slots: those written so far, then zeros for this window's chunks.
+        grow = ((0, 0), (0, 0), (0, hi - layers["k"].shape[2]), (0, 0), (0, 0))
+        layers = {name: jnp.pad(kv, grow) for name, kv in layers.items()}
+
+        def body(i, layers, first=first, hi=hi):
+            lo = (first + i) * chunk
+            tokens = jax.lax.dynamic_slice_in_dim(tokens_BxT, lo, chunk, axis=1)
+            positions = jnp.maximum(lo + jnp.arange(chunk)[None, :] - start_B[:, None], 0)
+            mask = cache_mask(start_B, lo, chunk, hi)
+            _, layers = model.apply({"params": params}, tokens, positions, mask, cache=layers, cache_index=lo)
+            return layers
+
+        layers = jax.lax.fori_loop(0, count, body, layers)
+    grow = ((0, 0), (0, 0), (0, cache_len - length), (0, 0), (0, 0))
+    return KVCache(jnp.pad(layers["k"], grow), jnp.pad(layers["v"], grow), start_B)
+
+
+def decode(model: Llama, params, cache: KVCache, last_B, prompt_len, active_B, stop_ids, key, temperature,
+           top_p, max_new_tokens: int, greedy: bool):
+    """(generated [rows, max_new_tokens], -1 after a row's end token or for inactive rows;
+    the updated cache). Step i feeds the token at slot prompt_len + i (the prompt's last
+    token, then each sampled one) and samples generated token i."""
+    batch = last_B.shape[0]
+    cache_len = cache.k.shape[2]
+    out = jnp.full((batch, max_new_tokens), -1, jnp.int32)
+
+    def cond(state):
+        step, _, done, *_ = state
+        return (step < max_new_tokens) & ~jnp.all(done)
+
+    def body(state):
+        step, token, done, out, layers, key = state
+        slot = prompt_len + step
+        positions = (slot - cache.start)[:, None]
+        mask = cache_mask(cache.start, slot, 1, cache_len)
+        logits, layers = model.apply({"params": params}, token[:, None], positions, mask,
+                                     cache=layers, cache_index=slot)
+        key, sub = jax.random.split(key)
+        token = sample_tokens(logits[:, -1].astype(jnp.float32), sub, temperature, top_p, greedy)
+        out = out.at[:, step].set(jnp.where(done, -1, token))
+        done = done | jnp.isin(token, stop_ids)
+        return step + 1, token, done, out, layers, key
+
+    state = (jnp.int32(0), last_B, ~active_B, out, cache.layers(), key)
+    _, _, _, out, layers, _ = jax.lax.while_loop(cond, body, state)
+    return out, cache.with_layers(layers)
+
+
+class JittedGeneration(NamedTuple):
+    """prefill(params, tokens_BxT, start_B) -> KVCache with max_new_tokens free slots;
+    decode(params, cache, last_B, prompt_len, active_B, stop_ids, key, temperature, top_p)
+    -> (generated, cache), the cache donated."""
+
+    prefill: object
+    decode: object
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled(config: LlamaConfig, options: RuntimeOptions, max_new_tokens: int, greedy: bool):
+def jitted_generation(config: LlamaConfig, options: RuntimeOptions, max_new_tokens: int,
+                      greedy: bool) -> JittedGeneration:
+    """prefill / decode jitted for one model, new-token limit and sampling mode (cached:
+    every batch of a run reuses them; jax compiles once per batch shape)."""
     model = Llama(config, options)
-    dtype = jnp.dtype(options.dtype)
 
     @jax.jit
-    def prefill(params, tokens_BxT, start_B):
-        """Cache slots [0, T) from tokens_BxT; the logits are never used, so XLA drops the
-        vocabulary projection. Chunk i of n attends to slots [0, end of chunk i) only:
-        (n + 1) / 2n of the attention work of one T x T pass (57-63% for n = 4-7), and at
-        most 1/n of its memory."""
-        batch, length = tokens_BxT.shape
-        cache = init_cache(config, batch, length + max_new_tokens, dtype)
-        chunk = prefill_chunk(length)
-        for lo in range(0, length, chunk):
-            hi = lo + chunk
-            view = {name: kv[:, :, :hi] for name, kv in cache.items()}
-            positions = jnp.maximum(jnp.arange(lo, hi)[None, :] - start_B[:, None], 0)
-            mask = cache_mask(start_B, lo, chunk, hi)
-            _, view = model.apply({"params": params}, tokens_BxT[:, lo:hi], positions, mask, cache=view,
-                                  cache_index=lo)
-            cache = {name: kv.at[:, :, lo:hi].set(view[name][:, :, lo:hi]) for name, kv in cache.items()}
-        return cache
+    def jit_prefill(params, tokens_BxT, start_B):
+        return prefill(model, params, tokens_BxT, start_B, tokens_BxT.shape[1] + max_new_tokens)
 
     @functools.partial(jax.jit, donate_argnums=(1,))
-    def decode(params, cache, last_B, start_B, prompt_len, active_B, stop_ids, key, temperature, top_p):
-        """Step i feeds the token at slot prompt_len + i (the prompt's last token, then each
-        sampled one) and samples generated token i."""
-        batch = last_B.shape[0]
-        cache_len = cache["k"].shape[2]
-        out = jnp.full((batch, max_new_tokens), -1, jnp.int32)
+    def jit_decode(params, cache, last_B, prompt_len, active_B, stop_ids, key, temperature, top_p):
+        # returning the cache lets XLA alias it to the donated input
+        return decode(model, params, cache, last_B, prompt_len, active_B, stop_ids, key, temperature, top_p,
+                      max_new_tokens, greedy)
 
-        def cond(state):
-            step, _, done, *_ = state
-            return (step < max_new_tokens) & ~jnp.all(done)
-
-        def body(state):
-            step, token, done, out, cache, key = state
-            slot = prompt_len + step
-            positions = (slot - start_B)[:, None]
-            mask = cache_mask(start_B, slot, 1, cache_len)
-            logits, cache = model.apply({"params": params}, token[:, None], positions, mask,
-                                        cache=cache, cache_index=slot)
-            key, sub = jax.random.split(key)
-            token = _sample(logits[:, -1].astype(jnp.float32), sub, temperature, top_p, greedy)
-            out = out.at[:, step].set(jnp.where(done, -1, token))
-            done = done | jnp.isin(token, stop_ids)
-            return step + 1, token, done, out, cache, key
-
-        state = (jnp.int32(0), last_B, ~active_B, out, cache, key)
-        _, _, _, out, cache, _ = jax.lax.while_loop(cond, body, state)
-        return out, cache  # returning the cache lets XLA alias it to the donated input
-
-    return prefill, decode
+    return JittedGeneration(jit_prefill, jit_decode)
 
 
 def pack_batch(prompts: list[list[int]], rows: int, pad_id: int):
@@ -147,8 +241,9 @@ def generate_batch(bundle: ModelBundle, prompts: list[list[int]], max_new_tokens
                    progress: bool = True, stop_ids: tuple[int, ...] | None = None) -> list[list[int]]:
     """Generated ids per prompt (end token excluded), in input order.
 
-    Prompts are sorted by length so each batch pads little; batches are padded to
-    `batch_size` rows (rounded up to the mesh's data-parallel size) for a fixed shape.
+    Prompts are sorted by length and grouped by plan_batches, so each batch pads little;
+    a batch has batch_rows rows (a power of two up to `batch_size`, rounded up to the
+    mesh's data-parallel size).
     """
     from petool_jax.tokenizer import end_token_ids
 
@@ -160,28 +255,26 @@ def generate_batch(bundle: ModelBundle, prompts: list[list[int]], max_new_tokens
         stop_ids = (end_token_ids(bundle.tokenizer, bundle.config, (bundle.path, bundle.base_path))
                     if bundle.tokenizer else bundle.config.eos_token_ids)
     greedy = temperature <= 0.0
-    prefill, decode = _compiled(bundle.config, bundle.options, max_new_tokens, greedy)
+    jitted = jitted_generation(bundle.config, bundle.options, max_new_tokens, greedy)
     mesh = bundle.mesh
     dp = mesh.shape["data"] * mesh.shape["fsdp"]
-    rows = -(-batch_size // dp) * dp
     pad_id = bundle.config.pad_token_id or 0
     stop = jnp.asarray(np.asarray(stop_ids or (-2,), np.int32))
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[list[int] | None] = [None] * len(prompts)
     key = jax.random.key(seed)
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
-    for begin in range(0, len(order), rows):
-        idx = order[begin:begin + rows]
+    for idx in plan_batches([len(p) for p in prompts], batch_size):
+        rows = batch_rows(len(idx), batch_size, dp)
         tokens, last, start, active = pack_batch([prompts[i] for i in idx], rows, pad_id)
         length = tokens.shape[1]
         rows_1d = batch_sharding(mesh, 1)
         key, sub = jax.random.split(key)
         with mesh_rules(mesh):
-            start_d = jax.device_put(start, rows_1d)
-            cache = prefill(bundle.params, jax.device_put(tokens, batch_sharding(mesh, 2)), start_d)
-            out, _ = decode(bundle.params, cache, jax.device_put(last, rows_1d), start_d, jnp.int32(length),
-                            jax.device_put(active, rows_1d), jax.device_put(stop, replicated(mesh)), sub,
-                            jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p))
+            cache = jitted.prefill(bundle.params, jax.device_put(tokens, batch_sharding(mesh, 2)),
+                                   jax.device_put(start, rows_1d))
+            out, _ = jitted.decode(bundle.params, cache, jax.device_put(last, rows_1d), jnp.int32(length),
+                                   jax.device_put(active, rows_1d), jax.device_put(stop, replicated(mesh)), sub,
+                                   jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p))
         out = np.asarray(out)
         for r, i in enumerate(idx):
             ids = []

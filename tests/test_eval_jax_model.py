@@ -105,9 +105,10 @@ def test_eval_run_with_a_jax_model_end_to_end(hf_model, tmp_path, monkeypatch, c
             assert row["response"] == tokenizer.decode(alone, skip_special_tokens=True)
             assert row["ok"] is True and row["error"] is None
     assert shortened == {(e, s): e != 2 for e in (1, 2, 3) for s in pb.SETTINGS}
-    # These prompts (1,324-1,374 tokens) take generation's chunked prefill (bucket > 512):
+    # These prompts (1,324-1,374 tokens) take generation's chunked prefill (chunk < bucket):
     # the longest one's answer equals transformers' greedy one.
-    assert generation.prompt_bucket(max(r["prompt_tokens"] for r in rows.values()) - 1) > generation.MAX_CHUNK
+    bucket = generation.prompt_bucket(max(r["prompt_tokens"] for r in rows.values()) - 1)
+    assert generation.prefill_chunk(bucket, 4, bundle.config.num_attention_heads) < bucket
     key, row = max(rows.items(), key=lambda kv: kv[1]["prompt_tokens"])
     entry = next(e for e in entries if e["entry_id"] == key[0])
     prompt = _prompt(tokenizer, entry, key[1], row["n_dropped"])
