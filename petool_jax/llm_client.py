@@ -1,7 +1,7 @@
 """The one client for every LLM and embedding call in the project (synthesis and API evaluation).
 
 Built over the `openai` package, pointed at any OpenAI-compatible server. What it adds:
-- an on-disk cache keyed by a hash of the request (endpoint, model, messages or text,
+- an on-disk cache (petool_jax/llm_cache.py) keyed by a hash of the request (endpoint, model, messages or text,
   parameters; never the key), written atomically, so a rerun sends zero requests; two
   servers that serve a model of the same name never share answers;
 - bounded concurrency (a semaphore around the network call, threads in the *_many helpers);
@@ -19,8 +19,6 @@ logged, or left in an error message (errors are redacted before they are stored)
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -28,13 +26,12 @@ import random
 import re
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from petool_jax.files import write_json
+from petool_jax.llm_cache import DiskCache, endpoint_of, request_key
+from petool_jax.llm_replies import ChatResult, JsonResult, LLMConfigError, LLMRequestError, LLMStats, extract_json
 
 log = logging.getLogger(__name__)
 
@@ -53,142 +50,12 @@ DEFAULT_PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 
-class LLMConfigError(Exception):
-    """The client cannot be used as configured (e.g. no API key for the default endpoint)."""
-
-
-class LLMRequestError(Exception):
-    """An embedding request failed after all retries (chat calls report ok=False instead)."""
-
-
-@dataclasses.dataclass
-class ChatResult:
-    text: str | None
-    ok: bool
-    error: str | None
-    cached: bool
-    usage: dict = dataclasses.field(default_factory=dict)
-    attempts: int = 0
-
-
-@dataclasses.dataclass
-class JsonResult:
-    value: Any
-    ok: bool
-    error: str | None
-    cached: bool
-    usage: dict = dataclasses.field(default_factory=dict)
-    attempts: int = 0
-    reasks: int = 0
-    text: str | None = None
-
-
-@dataclasses.dataclass
-class LLMStats:
-    """Counters for one client. `requests` counts HTTP requests actually sent (every attempt)."""
-
-    requests: int = 0
-    cache_hits: int = 0
-    retries: int = 0
-    failures: int = 0
-    json_failures: int = 0
-    reasks: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced_models: list = dataclasses.field(default_factory=list)
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 class _Retryable(Exception):
     """Internal: one attempt failed in a way worth retrying."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-# Where the openai package sends requests when no base URL is given.
-DEFAULT_ENDPOINT = "https://api.openai.com/v1"
-
-
-def endpoint_of(base_url: str | None) -> str:
-    """The server a client talks to, normalised for the cache key: no trailing slash, and no
-    user:password@ part (the endpoint is written into cache records; credentials never are)."""
-    parts = urllib.parse.urlsplit((base_url or DEFAULT_ENDPOINT).rstrip("/"))
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def request_key(kind: str, endpoint: str, model: str, payload: Any) -> str:
-    """Hash of what determines the answer: the server (two OpenAI-compatible servers may serve
-    different models under one name), the model and the request; never the API key."""
-    return hashlib.sha256(canonical_json([kind, endpoint, model, payload]).encode("utf-8")).hexdigest()
-
-
-def extract_json(text: str) -> Any:
-    """The JSON value in a model answer: the whole text, a ```json fence, or the first {...}/[...].
-
-    Raises ValueError with a short reason when there is none.
-    """
-    stripped = text.strip()
-    try:
-        return json.loads(stripped)
-    except json.JSONDecodeError:
-        pass
-    fence = re.search(r"```(?:json)?\s*\n?(.*?)```", stripped, re.DOTALL)
-    if fence:
-        try:
-            return json.loads(fence.group(1).strip())
-        except json.JSONDecodeError:
-            pass
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"[\[{]", stripped):
-        try:
-            value, _ = decoder.raw_decode(stripped, match.start())
-            return value
-        except json.JSONDecodeError:
-            continue
-    raise ValueError("the answer holds no valid JSON value")
-
-
-class DiskCache:
-    """One JSON file per request under cache_dir/<2 hex>/<sha256>.json, written atomically."""
-
-    def __init__(self, root: str | os.PathLike | None):
-        self.root = Path(root) if root is not None else None
-
-    def _path(self, key: str) -> Path:
-        assert self.root is not None
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> dict | None:
-        if self.root is None:
-            return None
-        path = self._path(key)
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            # A torn or hand-edited entry is a miss, not a crash; it is rewritten on success.
-            log.warning("ignoring unreadable cache entry %s", path)
-            return None
-
-    def put(self, key: str, record: dict) -> None:
-        if self.root is None:
-            return
-        write_json(self._path(key), record, indent=None, sort_keys=True)
 
 
 class LLMClient:

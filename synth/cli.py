@@ -54,7 +54,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     import json
 
     from petool_jax.errors import UserError
-    from petool_jax.llm_client import LLMConfigError
+    from petool_jax.llm_replies import LLMConfigError
     from synth.config import load_synth_config
     from synth.pipeline import run_pipeline
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 import llm_fake_server as fake
-from petool_jax.llm_client import LLMClient, endpoint_of
+from petool_jax.llm_cache import endpoint_of
+from petool_jax.llm_client import LLMClient
 
 USER = [{"role": "user", "content": "which tool?"}]
 

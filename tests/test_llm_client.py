@@ -10,7 +10,8 @@ import time
 import pytest
 
 import llm_fake_server as fake
-from petool_jax.llm_client import LLMClient, LLMConfigError, LLMRequestError, extract_json
+from petool_jax.llm_client import LLMClient
+from petool_jax.llm_replies import LLMConfigError, LLMRequestError, extract_json
 
 USER = [{"role": "user", "content": "hello"}]
 
