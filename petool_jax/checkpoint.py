@@ -71,10 +71,24 @@ def save_param(tmp_dir: pathlib.Path, path: tuple[str, ...], array) -> None:
     """Write one parameter (numpy or jax array) as its own orbax checkpoint."""
     import orbax.checkpoint as ocp
 
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = ocp.StandardCheckpointer(multiprocessing_options=this_process_only())
     checkpointer.save((tmp_dir / "params" / leaf_dir_name(path)).resolve(), {"value": array})
     checkpointer.wait_until_finished()
     checkpointer.close()
+
+
+def this_process_only():
+    """orbax options for a save that only this process makes (with several processes, the
+    model directory is written by process 0 from host arrays; orbax's default would wait at
+    a barrier for the other processes, which never come)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        return ocp.options.MultiprocessingOptions()
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                              barrier_sync_key_prefix=f"model-dir-{me}")
 
 
 def write_model_files(tmp_dir: pathlib.Path, config: LlamaConfig, param_dtype: str,

@@ -12,6 +12,7 @@ import numpy as np
 
 from petool_jax.attention import prefix_shared_spec, require_mask_kernel
 from petool_jax.errors import UserError
+from petool_jax.files import write_npy
 from petool_jax.model import Llama
 from petool_jax.sharding import mesh_rules
 from petool_jax.train import params as P
@@ -126,7 +127,10 @@ def precompute_reference(policy_model, params, batcher: PairBatcher, mesh, n_pai
     """[n_pairs, 2] reference log-probs (chosen, rejected) from the starting policy, one pass
     over the data in training's own batch shapes."""
     out = np.full((n_pairs, 2), np.nan, np.float64)
-    step_fn = jax.jit(lambda prm, mb: pair_logps(policy_model, prm, mb))
+    from petool_jax.sharding import replicated
+
+    # replicated outputs: with several processes every host reads all rows' log-probs
+    step_fn = jax.jit(lambda prm, mb: pair_logps(policy_model, prm, mb), out_shardings=replicated(mesh))
     for step in range(batcher.steps_per_epoch()):
         host = batcher.batch(step)
         device = place_batch(host, mesh)
@@ -172,8 +176,8 @@ def build_dpo_task(config: dict, policy, run_dir: pathlib.Path, log=print) -> tu
     elif mode == "precomputed":
         reference = _load_or_compute_reference(run_dir, policy, policy_model, batcher, len(ds), ds, log)
 
-    def batch_at(step):
-        batch = batcher.batch(step)
+    def batch_at(step, local=None):
+        batch = batcher.batch(step, local=local)
         if reference is not None:
             batch["ref_chosen"] = reference[batch["pair_index"], 0].astype(np.float32)
             batch["ref_rejected"] = reference[batch["pair_index"], 1].astype(np.float32)
@@ -183,8 +187,8 @@ def build_dpo_task(config: dict, policy, run_dir: pathlib.Path, log=print) -> tu
                 loss_fn=make_dpo_loss(policy_model, base_model, s, mode), normaliser=dpo_normaliser,
                 frozen_extra=frozen_extra,
                 summarise=lambda m: {k: float(m[k]) for k in m if "/" in k},
-                tokens_in=lambda b: int((b["pair_ids"] > 0).sum()),
-                head_positions_in=lambda b: int(b["chosen_idx"].size + b["rejected_idx"].size),
+                tokens_in=lambda b: int(b["n_tokens"]),
+                head_positions_in=lambda b: int(b["n_head_positions"]),
                 data_summary=summary)
     return task, {"batcher": batcher, "reference": reference}
 
@@ -201,10 +205,7 @@ def _load_or_compute_reference(run_dir, policy, policy_model, batcher, n_pairs, 
         return np.load(path)
     params = P.merge(policy.trainable, policy.frozen)
     reference = precompute_reference(policy_model, params, batcher, policy.bundle.mesh, n_pairs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, reference)
-    tmp.rename(path)
+    write_npy(path, reference)
     log(f"precomputed reference log-probs for {n_pairs} pairs -> {path}")
     return reference
 

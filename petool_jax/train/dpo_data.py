@@ -22,11 +22,13 @@ import random
 import numpy as np
 
 from petool_jax import petoolbench
+from petool_jax.chat import ChatRenderer
 from petool_jax.errors import UserError
+from petool_jax.files import read_records
 from petool_jax.train.llama_factory import make_renderer
-from petool_jax.train.records import read_records, require
-from petool_jax.train.sft_data import (ChatRenderer, SequenceBatcher, _fingerprint, cached_tokenize, detect_format,
-                                       epoch_rows, format_call, seq_bucket)
+from petool_jax.train.records import require
+from petool_jax.train.sft_data import (Batcher, cached_tokenize, detect_format, fingerprint, format_call,
+                                       seq_bucket)
 
 LLAMAFACTORY_DPO_KEYS = ("instruction", "input", "chosen", "rejected")
 NEGATIVE_KINDS = ("same_func", "other_func", "corrupt_params")
@@ -131,7 +133,7 @@ def tokenize_pair(renderer: ChatRenderer, pair: dict, prompt_format: str, max_se
 
 def tokenized_pairs(pairs: list[dict], paths: list[str], tokenizer, prompt_format: str, max_seq_len: int,
                     cache_dir: pathlib.Path, fingerprint_extra: dict, log=print):
-    key = _fingerprint(paths, tokenizer, {"prompt_format": prompt_format, "max_seq_len": max_seq_len,
+    key = fingerprint(paths, tokenizer, {"prompt_format": prompt_format, "max_seq_len": max_seq_len,
                                           "kind": "dpo-v1", **fingerprint_extra})
     renderer = make_renderer(tokenizer, prompt_format)  # the chat template, or LLaMA-Factory's llama3
     return cached_tokenize(pairs, lambda p: tokenize_pair(renderer, p, prompt_format, max_seq_len),
@@ -143,46 +145,37 @@ def pair_fingerprint(pairs: list[dict]) -> str:
 
 
 @dataclasses.dataclass
-class PairBatcher:
-    """Deterministic batches of pairs for step `step` (a pure function of the step).
+class PairBatcher(Batcher):
+    """Deterministic batches of pairs for step `step` (a pure function of the step; see Batcher).
 
     Each row holds up to `pairs_per_row` pairs (1 without packing). Arrays are
     [accumulation, micro_batch, ...]: tokens/positions/pair_ids/branch_ids [.., T]; for the
     chosen and rejected responses the positions whose logits predict them (`*_idx`), their
     targets and masks [.., P, K]; `pair_valid` and the pair's index in the data `pair_index`
-    [.., P] (for precomputed reference log-probs).
+    [.., P] (for precomputed reference log-probs). `n_tokens` and `n_head_positions` count
+    the whole global batch, also when only local rows are built.
     """
 
     prompts: list[list[int]]
     chosen: list[list[int]]
     rejected: list[list[int]]
-    batch_size: int
-    micro_batch_size: int
-    max_seq_len: int
-    seed: int
-    packing: bool = False
     pairs_per_row: int = 1
-    pad_id: int = 0
 
     def __post_init__(self):
         if not self.packing:
             self.pairs_per_row = 1
-        self._cache: dict[int, list[list[int]]] = {}
 
-    def length(self, i: int) -> int:
+    @property
+    def max_per_row(self) -> int:
+        return self.pairs_per_row
+
+    def n_items(self) -> int:
+        return len(self.prompts)
+
+    def item_length(self, i: int) -> int:
         return len(self.prompts[i]) + len(self.chosen[i]) + len(self.rejected[i])
 
-    def rows(self, epoch: int) -> list[list[int]]:
-        if epoch not in self._cache:
-            lengths = [self.length(i) for i in range(len(self.prompts))]
-            self._cache = {epoch: epoch_rows(lengths, self.seed, epoch, self.packing, self.max_seq_len,
-                                             self.pairs_per_row)}
-        return self._cache[epoch]
-
-    steps_per_epoch = SequenceBatcher.steps_per_epoch
-    rows_of_step = SequenceBatcher.rows_of_step
-
-    def batch(self, step: int, layout: str = "shared") -> dict:
+    def batch(self, step: int, layout: str = "shared", local=None) -> dict:
         """layout "shared": one `prompt | chosen | rejected` sequence per pair. layout
         "separate" (the textbook two-sequence form, for checks and benchmarks): {"chosen":
         batch of `prompt | chosen` rows, "rejected": batch of `prompt | rejected` rows}."""
@@ -190,22 +183,25 @@ class PairBatcher:
         k = seq_bucket(max((max(len(self.chosen[i]), len(self.rejected[i])) for r in rows for i in r),
                            default=1), 1 << 30)
         if layout == "shared":
-            out = self._fill(rows, k, use_chosen=True, use_rejected=True)
+            out = self._fill(rows, k, use_chosen=True, use_rejected=True, local=local)
         elif layout == "separate":
-            out = {"chosen": self._fill(rows, k, use_chosen=True, use_rejected=False),
-                   "rejected": self._fill(rows, k, use_chosen=False, use_rejected=True)}
+            out = {"chosen": self._fill(rows, k, use_chosen=True, use_rejected=False, local=local),
+                   "rejected": self._fill(rows, k, use_chosen=False, use_rejected=True, local=local)}
         else:
             raise ValueError(f"layout {layout!r}")
         out["rows"] = [row for row in rows if row]
+        out["n_tokens"] = sum(self.item_length(i) for r in rows for i in r)
+        out["n_head_positions"] = 2 * self.batch_size * self.pairs_per_row * k
         return out
 
-    def _fill(self, rows, k: int, use_chosen: bool, use_rejected: bool) -> dict:
+    def _fill(self, rows, k: int, use_chosen: bool, use_rejected: bool, local=None) -> dict:
         def resp(i):
             return (self.chosen[i] if use_chosen else []), (self.rejected[i] if use_rejected else [])
 
         length = seq_bucket(max((sum(len(self.prompts[i]) + sum(map(len, resp(i))) for i in r) for r in rows),
                                 default=1), self.max_seq_len)
-        b, p = self.batch_size, self.pairs_per_row
+        rows = self.local_part(rows, local)  # the length above is the whole batch's
+        b, p = len(rows), self.pairs_per_row
         out = {name: np.zeros((b, length), np.int32) for name in ("tokens", "positions", "pair_ids", "branch_ids")}
         out["tokens"][:] = self.pad_id
         for side in ("chosen", "rejected"):
@@ -238,5 +234,4 @@ class PairBatcher:
                 out["pair_valid"][r, slot] = 1.0
                 out["pair_index"][r, slot] = i
                 at += n_p + n_c + n_r
-        accumulation = self.batch_size // self.micro_batch_size
-        return {key: v.reshape(accumulation, self.micro_batch_size, *v.shape[1:]) for key, v in out.items()}
+        return self.reshape(out, local)

@@ -11,5 +11,3 @@ def require(record: dict, keys: tuple[str, ...], path, index: int) -> None:
         if key not in record:
             raise UserError(f"{path}: record {index} lacks the field {key!r}")
 
-
-from petool_jax.files import read_records  # noqa: E402,F401  (moved; the data modules import it from there)

@@ -20,12 +20,26 @@ from petool_jax.train import params as P
 def maybe_initialize_distributed() -> None:
     """Multi-host: jax.distributed.initialize() when the environment asks for it.
 
-    Set PETOOL_DISTRIBUTED=1 on every host of a TPU pod slice (the TPU runtime supplies the
-    coordinator) or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID on GPU
-    clusters; single-host runs need nothing."""
-    if os.environ.get("PETOOL_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        if not jax.distributed.is_initialized():
-            jax.distributed.initialize()
+    Every host runs the same command. On a TPU pod slice set PETOOL_DISTRIBUTED=1 (the TPU
+    runtime supplies the coordinator, the process count and this host's id). Elsewhere (GPU
+    clusters, several CPU processes) set JAX_COORDINATOR_ADDRESS=host:port (process 0's
+    address), JAX_NUM_PROCESSES and JAX_PROCESS_ID; JAX itself reads only the address, so
+    the other two are passed here. Single-host runs need nothing."""
+    from petool_jax.errors import UserError
+
+    if os.environ.get("PETOOL_DISTRIBUTED") != "1" and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return
+    if jax.distributed.is_initialized():
+        return
+    kwargs = {}
+    for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        value = os.environ.get(name)
+        if value is not None:
+            try:
+                kwargs[key] = int(value)
+            except ValueError:
+                raise UserError(f"environment variable {name}={value!r} is not an integer") from None
+    jax.distributed.initialize(**kwargs)
 
 
 def mesh_from_config(config: dict):
@@ -73,22 +87,55 @@ def load_policy(model_path: str, config: dict, mesh) -> PolicySetup:
     return PolicySetup(bundle, options, trainable, frozen)
 
 
-def batch_sharding(mesh, ndim: int) -> NamedSharding:
-    """[accumulation, micro_batch, ...]: micro-batch rows over data x fsdp."""
+def microbatch_sharding(mesh, ndim: int) -> NamedSharding:
+    """[accumulation, micro_batch, ...]: micro-batch rows over data x fsdp (sharding.batch_sharding
+    splits the leading axis instead)."""
     return NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp"), *([None] * (ndim - 2))))
 
 
+def local_micro_rows(mesh, micro_batch_size: int) -> tuple[int, ...]:
+    """The micro-batch rows (0 .. micro_batch_size-1) that this process's devices hold, the
+    same in every accumulation slice: all of them on one host; on a pod slice its share."""
+    indices = microbatch_sharding(mesh, 2).addressable_devices_indices_map((1, micro_batch_size))
+    rows: set[int] = set()
+    for index in indices.values():
+        rows.update(range(micro_batch_size)[index[1]])
+    return tuple(sorted(rows))
+
+
 def place_batch(batch: dict, mesh) -> dict:
-    """Host arrays -> global jax arrays. Every host builds the same global batch (it is a
-    pure function of the step), so each device takes its slice with a callback; this is
-    correct on one host and on many."""
+    """Host arrays -> global jax arrays [accumulation, micro_batch, ...].
+
+    A batch with `local_rows` (built by a Batcher for this process's rows only, see
+    local_micro_rows) holds [accumulation, len(local_rows), ...]: each local device gets
+    its slice of those rows and the global array is assembled from the hosts' pieces, so a
+    host builds and transfers only its own rows. A batch without it is the whole global
+    batch; each device then takes its slice with a callback."""
+    local = batch.get("local_rows")
     out = {}
     for key, value in batch.items():
         if not isinstance(value, np.ndarray):
             continue
-        sharding = batch_sharding(mesh, value.ndim)
-        out[key] = jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
+        sharding = microbatch_sharding(mesh, value.ndim)
+        if local is None:
+            out[key] = jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
+        else:
+            out[key] = _assemble(value, sharding, local, batch["micro_batch_size"])
     return out
+
+
+def _assemble(value: np.ndarray, sharding: NamedSharding, local: tuple[int, ...], micro: int):
+    shape = (value.shape[0], micro, *value.shape[2:])
+    where = {row: i for i, row in enumerate(local)}  # global micro row -> row of `value`
+    pieces = []
+    for device, index in sharding.addressable_devices_indices_map(shape).items():
+        rows = range(micro)[index[1]]
+        if rows.step != 1 or rows.start not in where or rows.stop - 1 not in where:
+            raise ValueError(f"device {device} holds micro rows {rows}, not all built on this process ({local})")
+        first = where[rows.start]
+        piece = value[index[0], first:first + len(rows)][(slice(None), slice(None), *index[2:])]
+        pieces.append(jax.device_put(piece, device))
+    return jax.make_array_from_single_device_arrays(shape, sharding, pieces)
 
 
 def check_micro_batch(config: dict, mesh) -> None:

@@ -78,15 +78,15 @@ def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=pr
 
         raise UserError("data.packing needs attention=xla (the cuDNN path is causal-only, without segments)")
 
-    def batch_at(step):
-        batch = batcher.batch(step)
+    def batch_at(step, local=None):
+        batch = batcher.batch(step, local)
         check_batch_has_targets(batch, step)
         return batch
 
     return Task(name="sft", steps_per_epoch=batcher.steps_per_epoch(), batch_at=batch_at,
                 loss_fn=make_sft_loss(model, bool(data["packing"])), normaliser=sft_normaliser,
                 summarise=lambda m: {"target_tokens": int(m["target_tokens"])},
-                head_positions_in=lambda b: int(b["target_idx"].size), data_summary=summary, evaluate=evaluate)
+                head_positions_in=lambda b: int(b["n_head_positions"]), data_summary=summary, evaluate=evaluate)
 
 
 def split_validation(n: int, val_size: float, seed: int) -> tuple[list[int], list[int]]:
@@ -123,7 +123,6 @@ def make_validation(loss_fn, batcher: SequenceBatcher, mesh):
         return {"val_loss": total / max(tokens, 1.0), "val_tokens": int(tokens)}
 
     return evaluate
-
 
 
 def run_sft(config: dict) -> dict:

@@ -13,14 +13,15 @@ import dataclasses
 import hashlib
 import json
 import pathlib
-from typing import Any
 
 import numpy as np
 
 from petool_jax import petoolbench
+from petool_jax.chat import ChatRenderer
 from petool_jax.errors import UserError
 from petool_jax.train.llama_factory import make_renderer
-from petool_jax.train.records import read_records, require
+from petool_jax.files import read_records
+from petool_jax.train.records import require
 
 LLAMAFACTORY_SFT_KEYS = ("instruction", "input", "output")
 
@@ -67,37 +68,6 @@ def load_sft_examples(paths: list[str], settings: list[str], max_samples: int = 
     return examples
 
 
-def _ids(encoded) -> list[int]:
-    if hasattr(encoded, "keys"):
-        encoded = encoded["input_ids"]
-    return list(encoded)
-
-
-class ChatRenderer:
-    """Renders (messages, answer) with the tokenizer's chat template."""
-
-    def __init__(self, tokenizer):
-        if not getattr(tokenizer, "chat_template", None):
-            raise UserError("the tokenizer has no chat template")
-        self.tokenizer = tokenizer
-
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
-        return _ids(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
-
-    def full_ids(self, messages: list[dict], answer: str) -> list[int]:
-        conversation = messages + [{"role": "assistant", "content": answer}]
-        return _ids(self.tokenizer.apply_chat_template(conversation, tokenize=True))
-
-    def encode(self, messages: list[dict], answer: str) -> tuple[list[int], list[int]]:
-        """(token ids, assistant mask) of the whole conversation."""
-        prompt = self.prompt_ids(messages)
-        full = self.full_ids(messages, answer)
-        if full[:len(prompt)] != prompt or len(full) == len(prompt):
-            raise UserError("the chat template does not render the generation prompt as a prefix of the "
-                            "conversation; cannot derive the assistant mask")
-        return full, [0] * len(prompt) + [1] * (len(full) - len(prompt))
-
-
 def tokenize_example(renderer: ChatRenderer, example: dict, prompt_format: str, max_seq_len: int) -> dict:
     """input_ids, assistant_mask, n_dropped (history entries removed), fits."""
     entry = {petoolbench.INSTRUCTION_KEYS["p"]: example["instruction"], "query": example["query"]}
@@ -110,7 +80,7 @@ def tokenize_example(renderer: ChatRenderer, example: dict, prompt_format: str, 
     return {"input_ids": ids, "assistant_mask": mask, "n_dropped": n_dropped, "fits": len(ids) <= max_seq_len}
 
 
-def _fingerprint(paths, tokenizer, parts: dict) -> str:
+def fingerprint(paths, tokenizer, parts: dict) -> str:
     h = hashlib.sha256()
     for path in paths:
         h.update(pathlib.Path(path).read_bytes())
@@ -148,7 +118,7 @@ def tokenized_dataset(paths: list[str], tokenizer, settings: list[str], prompt_f
                       log=print):
     """A `datasets.Dataset` of tokenized examples that fit, cached by content fingerprint."""
     examples = load_sft_examples(paths, settings, max_samples, declared_format)
-    key = _fingerprint(paths, tokenizer, {"settings": settings, "prompt_format": prompt_format,
+    key = fingerprint(paths, tokenizer, {"settings": settings, "prompt_format": prompt_format,
                                           "max_seq_len": max_seq_len, "max_samples": max_samples,
                                           "format": declared_format, "kind": "sft-v1"})
     renderer = make_renderer(tokenizer, prompt_format)  # the chat template, or LLaMA-Factory's llama3
@@ -184,33 +154,45 @@ def epoch_rows(lengths: list[int], seed: int, epoch: int, packing: bool, max_len
     return rows
 
 
-@dataclasses.dataclass
-class SequenceBatcher:
-    """Deterministic batches of token sequences for step number `step`.
+@dataclasses.dataclass(kw_only=True)
+class Batcher:
+    """What every training batcher shares: the step -> rows logic and the choice of rows.
 
-    Rows are examples (or, with packing, several examples packed into one row with
-    segment ids). Each epoch visits the rows in a permutation drawn from (seed, epoch);
-    batch `step` is therefore a pure function of the step, which is what makes resume exact.
-    Returned arrays are [accumulation, micro_batch, T] with T a power-of-two bucket.
+    Items (examples or pairs) are grouped into rows; each epoch visits the rows in a
+    permutation drawn from (seed, epoch), so batch `step` is a pure function of the step,
+    which is what makes resume exact and lets every host agree on the global batch
+    without talking to the others. A batch is [accumulation, micro_batch, ...]; with
+    `local` (the micro-batch rows this process's devices hold, see
+    setup.local_micro_rows) only those rows are built, [accumulation, len(local), ...],
+    while every shape (length bucket, target bucket) is still the WHOLE batch's, so the
+    hosts' pieces fit together into one global array.
+
+    Subclasses (dataclasses holding the items) define `n_items` and `item_length`, and
+    build with `local_part` and `reshape`. The settings below are keyword-only.
     """
 
-    sequences: list[list[int]]
-    masks: list[list[int]]
-    batch_size: int
-    micro_batch_size: int
+    batch_size: int  # rows per optimizer step
+    micro_batch_size: int  # rows per accumulation slice (split over the mesh's data x fsdp)
     max_seq_len: int
     seed: int
     packing: bool = False
     pad_id: int = 0
+    max_per_row = None  # items per packed row (None: as many as fit); not a field
+    _rows_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def __post_init__(self):
-        self._rows_cache: dict[int, list[list[int]]] = {}
+    def n_items(self) -> int:
+        raise NotImplementedError
+
+    def item_length(self, i: int) -> int:
+        """Tokens item `i` takes in a row."""
+        raise NotImplementedError
 
     def rows(self, epoch: int) -> list[list[int]]:
-        """Row -> example indices, for one epoch."""
+        """Row -> item indices, for one epoch (the last epoch's rows are cached)."""
         if epoch not in self._rows_cache:
-            self._rows_cache = {epoch: epoch_rows([len(s) - 1 for s in self.sequences], self.seed, epoch,
-                                                  self.packing, self.max_seq_len)}
+            lengths = [self.item_length(i) for i in range(self.n_items())]
+            self._rows_cache = {epoch: epoch_rows(lengths, self.seed, epoch, self.packing, self.max_seq_len,
+                                                  self.max_per_row)}
         return self._rows_cache[epoch]
 
     def steps_per_epoch(self) -> int:
@@ -222,15 +204,62 @@ class SequenceBatcher:
         rows = self.rows(epoch)[within * self.batch_size:(within + 1) * self.batch_size]
         return epoch, rows + [[] for _ in range(self.batch_size - len(rows))]
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
+    def local_part(self, rows: list[list[int]], local) -> list[list[int]]:
+        """The rows to build, in [accumulation, local] order."""
+        if local is None:
+            return rows
+        local = list(local)
+        if not local or sorted(set(local)) != local or local[-1] >= self.micro_batch_size:
+            raise ValueError(f"local micro-batch rows {local} are not sorted distinct rows of "
+                             f"0..{self.micro_batch_size - 1}")
+        accumulation = self.batch_size // self.micro_batch_size
+        return [rows[a * self.micro_batch_size + m] for a in range(accumulation) for m in local]
+
+    def reshape(self, arrays: dict[str, np.ndarray], local=None) -> dict:
+        """[accumulation * micro, ...] -> [accumulation, micro, ...]; a local batch also
+        records which micro rows it holds (setup.place_batch assembles the global array)."""
+        accumulation = self.batch_size // self.micro_batch_size
+        micro = self.micro_batch_size if local is None else len(local)
+        out: dict = {k: v.reshape(accumulation, micro, *v.shape[1:]) for k, v in arrays.items()}
+        if local is not None:
+            out["local_rows"], out["micro_batch_size"] = tuple(local), self.micro_batch_size
+        return out
+
+
+@dataclasses.dataclass
+class SequenceBatcher(Batcher):
+    """Deterministic batches of token sequences for step number `step`.
+
+    Rows are examples (or, with packing, several examples packed into one row with
+    segment ids). Returned arrays are [accumulation, micro_batch, T] with T a power-of-two
+    bucket, plus `n_tokens` / `n_targets` (non-padding and assistant tokens of the whole
+    global batch, also when only local rows are built) and `n_head_positions`.
+    """
+
+    sequences: list[list[int]]
+    masks: list[list[int]]
+
+    def n_items(self) -> int:
+        return len(self.sequences)
+
+    def item_length(self, i: int) -> int:
+        return len(self.sequences[i]) - 1
+
+    def n_targets_of(self, i: int) -> int:
+        return int(sum(self.masks[i][1:]))
+
+    def batch(self, step: int, local=None) -> dict:
         epoch, rows = self.rows_of_step(step)
-        length = seq_bucket(max((sum(len(self.sequences[i]) - 1 for i in r) for r in rows), default=1),
+        length = seq_bucket(max((sum(self.item_length(i) for i in r) for r in rows), default=1),
                             self.max_seq_len)
-        shape = (self.batch_size, length)
+        targets_per_row = [sum(self.n_targets_of(i) for i in r) for r in rows]
+        k = seq_bucket(max(max(targets_per_row, default=0), 1), 1 << 30)  # as gather_targets' bucket
+        built = self.local_part(rows, local)
+        shape = (len(built), length)
         out = {"tokens": np.full(shape, self.pad_id, np.int32), "targets": np.zeros(shape, np.int32),
                "loss_mask": np.zeros(shape, np.float32), "positions": np.zeros(shape, np.int32),
                "segment_ids": np.zeros(shape, np.int32)}
-        for r, row in enumerate(rows):
+        for r, row in enumerate(built):
             at = 0
             for segment, i in enumerate(row, 1):
                 seq, mask = self.sequences[i], self.masks[i]
@@ -241,19 +270,23 @@ class SequenceBatcher:
                 out["positions"][r, at:at + n] = np.arange(n)
                 out["segment_ids"][r, at:at + n] = segment
                 at += n
-        out.update(gather_targets(out["loss_mask"], out["targets"]))
-        accumulation = self.batch_size // self.micro_batch_size
-        out = {k: v.reshape(accumulation, self.micro_batch_size, *v.shape[1:]) for k, v in out.items()}
+        out.update(gather_targets(out["loss_mask"], out["targets"], k))
+        out = self.reshape(out, local)
         out["epoch"], out["rows"] = epoch, [row for row in rows if row]
+        out["n_tokens"] = sum(self.item_length(i) for r in rows for i in r)
+        out["n_targets"] = sum(targets_per_row)
+        out["n_head_positions"] = self.batch_size * k
         return out
 
 
-def gather_targets(loss_mask_BxT: np.ndarray, targets_BxT: np.ndarray) -> dict[str, np.ndarray]:
-    """The positions that carry a loss, [B, K] (K a power-of-two bucket): the model then
-    computes logits only there. PEToolBench answers are ~35 tokens after ~2,600 prompt tokens,
-    so this skips ~99% of the output head and of the [T, vocab] float32 log-softmax."""
+def gather_targets(loss_mask_BxT: np.ndarray, targets_BxT: np.ndarray, k: int | None = None) -> dict[str, np.ndarray]:
+    """The positions that carry a loss, [B, K] (K a power-of-two bucket, or `k` when the
+    caller knows the whole global batch's): the model then computes logits only there.
+    PEToolBench answers are ~35 tokens after ~2,600 prompt tokens, so this skips ~99% of the
+    output head and of the [T, vocab] float32 log-softmax."""
     counts = loss_mask_BxT.sum(axis=1).astype(int)
-    k = seq_bucket(max(int(counts.max()), 1), 1 << 30)
+    if k is None:
+        k = seq_bucket(max(int(counts.max()), 1), 1 << 30)
     batch = loss_mask_BxT.shape[0]
     idx, ids, mask = (np.zeros((batch, k), np.int32), np.zeros((batch, k), np.int32),
                       np.zeros((batch, k), np.float32))
@@ -266,6 +299,9 @@ def gather_targets(loss_mask_BxT: np.ndarray, targets_BxT: np.ndarray) -> dict[s
 
 
 def check_batch_has_targets(batch: dict, step: int) -> None:
-    if batch["loss_mask"].sum() == 0:
+    """The WHOLE step's batch must carry assistant tokens (`n_targets` counts them over every
+    host's rows; a host's own rows may be all padding at an epoch's end)."""
+    total = batch["n_targets"] if "n_targets" in batch else batch["loss_mask"].sum()
+    if total == 0:
         raise UserError(f"step {step}: the batch has no assistant tokens to learn from (empty assistant "
                         f"mask); check the chat template and data.prompt_format")

@@ -18,14 +18,13 @@ import jax
 import numpy as np
 
 from petool_jax.errors import UserError
-from petool_jax.sharding import mesh_rules, replicated
+from petool_jax.sharding import mesh_rules
 from petool_jax.train import params as P
 from petool_jax.train.checkpointing import CheckpointStore
 from petool_jax.train.config import to_yaml
-from petool_jax.train.optim import make_optimizer
 from petool_jax.train.run_log import RunLog, peak_flops
-from petool_jax.train.setup import PolicySetup, check_micro_batch, place_batch
-from petool_jax.train.step import init_state, jit_train_step, make_train_step
+from petool_jax.train.setup import PolicySetup, check_micro_batch, local_micro_rows, place_batch
+from petool_jax.train.step import build_train_step
 
 
 @dataclasses.dataclass
@@ -34,12 +33,14 @@ class Task:
 
     name: str
     steps_per_epoch: int
-    batch_at: Callable[[int], dict]  # step -> host batch ([accumulation, micro, ...] arrays)
+    # (step, local micro rows) -> host batch of this process's rows ([accumulation, local, ...]
+    # arrays, with whole-batch counts n_tokens / n_head_positions; see sft_data.Batcher)
+    batch_at: Callable[[int, tuple[int, ...] | None], dict]
     loss_fn: Callable  # see step.LossFn
     normaliser: Callable
     frozen_extra: dict = dataclasses.field(default_factory=dict)  # e.g. reference weights
     summarise: Callable[[dict], dict] = lambda m: {}  # device metrics -> extra logged values
-    tokens_in: Callable[[dict], int] = lambda b: int((b["segment_ids"] > 0).sum())
+    tokens_in: Callable[[dict], int] = lambda b: int(b["n_tokens"])  # the whole batch's, on every host
     seq_len_of: Callable[[dict], int] = lambda b: int(b["tokens"].shape[-1])
     # positions where the output head runs (the losses gather logits at their targets only)
     head_positions_in: Callable[[dict], int] | None = None
@@ -73,26 +74,25 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
         (run_dir / "config.yaml").write_text(to_yaml(config))
 
     total = total_steps_of(config, task.steps_per_epoch)
-    tx, schedule = make_optimizer(config, total)
-    state = init_state(policy.trainable, tx, mesh)
     frozen = {**policy.frozen, **task.frozen_extra}
     store = CheckpointStore(run_dir / "checkpoints", int(config["keep_checkpoints"]))
     start = 0
     if config["resume"] and store.latest_step() is not None:
         start = store.latest_step()
-        state, progress = store.restore(start, state)
-        if primary:
-            print(f"resumed from step {start} (data epoch {progress['epoch']}, "
-                  f"offset {progress['step_in_epoch']})")
     if start >= total:
         store.close()
         return {"final_step": start, "losses": []}
 
-    step_fn = make_train_step(task.loss_fn, task.normaliser, tx, schedule)
-    first = place_batch(task.batch_at(start), mesh)
+    local = local_micro_rows(mesh, int(config["micro_batch_size"]))  # each host builds only its rows
+    first = place_batch(task.batch_at(start, local), mesh)
     batch_shardings = {k: v.sharding for k, v in first.items()}
-    with mesh_rules(mesh):
-        jitted = jit_train_step(step_fn, state, frozen, batch_shardings, replicated(mesh))
+    jitted, state = build_train_step(task.loss_fn, task.normaliser, config, total, policy.trainable, frozen,
+                                     batch_shardings, mesh)
+    if start:
+        state, progress = store.restore(start, state)
+        if primary:
+            print(f"resumed from step {start} (data epoch {progress['epoch']}, "
+                  f"offset {progress['step_in_epoch']})")
 
     log = RunLog(run_dir, total, start, enabled=primary)
     config_model = policy.bundle.config
@@ -127,7 +127,7 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
 
     try:
         for step in range(start, total):
-            host_batch = task.batch_at(step)
+            host_batch = task.batch_at(step, local)
             device_batch = first if step == start else place_batch(host_batch, mesh)
             with mesh_rules(mesh):
                 state, metrics = jitted(state, frozen, device_batch)
@@ -163,9 +163,9 @@ def write_final_model(run_dir: pathlib.Path, config: dict, policy: PolicySetup, 
     from petool_jax.checkpoint import atomic_output_dir, write_model_dir
 
     out = run_dir / "model"
+    host = host_values(state["trainable"])  # every process takes part in the gather
     if jax.process_index() != 0:
         return out
-    host = {k: np.asarray(jax.device_get(v)) for k, v in state["trainable"].items()}
     extra = {"trained_by": "petool train", "run_dir": str(run_dir.resolve())}
     if policy.options.lora_rank:
         base = policy.bundle.base_path if getattr(policy.bundle, "base_path", None) else config["model"]
@@ -175,6 +175,16 @@ def write_final_model(run_dir: pathlib.Path, config: dict, policy: PolicySetup, 
         write_model_dir(tmp, policy.bundle.config, P.merge(host), config["param_dtype"],
                         tokenizer_src=_tokenizer_dir(policy), extra=extra)
     return out
+
+
+def host_values(flat: dict) -> dict:
+    """{key: numpy array}; with several processes each array's shards are gathered from
+    all of them (device_get alone reads only this host's devices)."""
+    if jax.process_count() == 1:
+        return {k: np.asarray(jax.device_get(v)) for k, v in flat.items()}
+    from jax.experimental import multihost_utils
+
+    return {k: np.asarray(multihost_utils.process_allgather(v, tiled=True)) for k, v in flat.items()}
 
 
 def _tokenizer_dir(policy: PolicySetup):
