@@ -12,6 +12,7 @@ the others' latest figures.
        generate    bench.generate     generation tokens/s vs transformers generate, batch 1 and 16
        convert     bench.convert      `petool convert` seconds and peak RSS (1B, bf16)
        scaling     bench.scaling      step time / memory vs seq length, batch, simulated devices
+       eval_process bench.eval_process `petool eval run` vs a transformers loop, whole processes
   gpu/tpu: train   bench.accelerator  MFU of full fine-tuning and LoRA (1B, 8B shape), seq 4096
        generate    bench.generate --device gpu, and bench.accelerator's decode-vs-roofline
        convert     as on cpu (conversion runs on the host)
@@ -29,7 +30,7 @@ import sys
 import time
 
 CPU = {"train": ["bench.train"], "dpo": ["bench.dpo"], "generate": ["bench.generate", "--device", "cpu"],
-       "convert": ["bench.convert"], "scaling": ["bench.scaling"]}
+       "convert": ["bench.convert"], "scaling": ["bench.scaling"], "eval_process": ["bench.eval_process"]}
 ACCEL = {"train": ["bench.accelerator", "--skip", "decode", "--name", "accelerator_train"],
          "generate": ["bench.generate", "--device", "gpu"],
          "decode": ["bench.accelerator", "--skip", "full,lora,8b", "--name", "accelerator_decode"],
@@ -37,7 +38,7 @@ ACCEL = {"train": ["bench.accelerator", "--skip", "decode", "--name", "accelerat
 ACCEL_ALL = {"accelerator": ["bench.accelerator"], "generate": ACCEL["generate"], "convert": ACCEL["convert"]}
 # result file each benchmark writes under --out
 OUTPUTS = {"bench.train": "train_cpu", "bench.dpo": "dpo_cpu", "bench.convert": "convert",
-           "bench.scaling": "scaling", "bench.accelerator": "accelerator"}
+           "bench.scaling": "scaling", "bench.accelerator": "accelerator", "bench.eval_process": "eval_process"}
 
 
 GPU_PROMPTS = pathlib.Path("bench/results/generate.gpu-prompts.json.gz")  # bench.generate --write-prompts
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", nargs="?", default="all",
-                        choices=("train", "dpo", "generate", "convert", "scaling", "accelerator", "all"))
+                        choices=("train", "dpo", "generate", "convert", "scaling", "eval_process", "accelerator", "all"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args(argv)

@@ -12,9 +12,34 @@ from __future__ import annotations
 from eval import truncation
 from eval.options import RunOptions
 from eval.predictions import prediction_row
-from eval.runners.task import EvalTask, chunks
+from eval.runners.task import EvalTask
 from eval.scoring import TRUNCATION_FLAGS
 from petool_jax.chat import ChatRenderer
+
+
+# Tokenizer classes that are tokenizer.json as it is: loaded without AutoTokenizer, whose
+# import pulls in torch (measured on a 128k-vocabulary model: 7.1 -> 2.8 CPU-s, 450 -> 220 MB).
+PLAIN_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def load_tokenizer_lean(model_dir):
+    """The model's tokenizer; a plain tokenizer.json one without importing torch."""
+    import json
+    import pathlib
+
+    from petool_jax.tokenizer import load_tokenizer
+
+    model_dir = pathlib.Path(model_dir)
+    config_path = model_dir / "tokenizer_config.json"
+    try:
+        tokenizer_class = json.loads(config_path.read_text(encoding="utf-8")).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        tokenizer_class = None  # load_tokenizer reports what is wrong
+    if tokenizer_class in PLAIN_TOKENIZER_CLASSES and (model_dir / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(model_dir))
+    return load_tokenizer(model_dir)
 
 
 class JaxModelRunner:
@@ -24,8 +49,8 @@ class JaxModelRunner:
         self.name = path
         self.options = options
         self._generation = generation
-        self.bundle = generation.load_model(path, dtype=options.dtype)
-        self.tokenizer = self.bundle.tokenizer
+        self.bundle = generation.load_model(path, dtype=options.dtype, with_tokenizer=False)
+        self.bundle.tokenizer = self.tokenizer = load_tokenizer_lean(self.bundle.path)
 
     def _encode(self, messages: list[dict]) -> list[int]:
         return ChatRenderer(self.tokenizer).prompt_ids(messages)
@@ -36,8 +61,12 @@ class JaxModelRunner:
             ids, facts = truncation.prompt_ids(o.truncation, self.tokenizer, self._encode, task.entry, task.setting,
                                                o.max_prompt_tokens, o.prompt_format)
             task.prepared = {"ids": ids, "n_dropped": facts["n_dropped"], "truncation": facts}
-        ordered = sorted(tasks, key=lambda t: len(t.prepared["ids"]))
-        return chunks(ordered, batch_size)
+        # generation's own grouping (shortest first, power-of-two rows): generate_batch then
+        # runs each batch as one, without padding rows
+        from petool_jax.generation import plan_batches
+
+        groups = plan_batches([len(t.prepared["ids"]) for t in tasks], batch_size)
+        return [[tasks[i] for i in group] for group in groups]
 
     def run_batch(self, batch: list[EvalTask]) -> list[dict]:
         o = self.options
