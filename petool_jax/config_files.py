@@ -6,7 +6,8 @@ module loads a YAML file over it and then the command line's dotted `key=value` 
 defaults is an error that names it and the valid keys beside it, and a value must have its
 default's type, so a typo or a wrong type never silently runs something else.
 
-Types, from the default: bool, int, float (an int is accepted and made a float), str, list
+Types, from the default: bool, int, float (an int, or a string such as YAML's `5e-5`, is made a
+float), str, list
 (a single string is accepted too: the consumer splits or wraps it), a mapping (a section,
 checked key by key), or None (any value). Keys named in `open_sections` hold a mapping whose
 contents the caller checks itself.
@@ -71,6 +72,12 @@ def _typed(default: Any, value: Any, name: str, source: str) -> Any:
     if isinstance(default, int):
         return value if isinstance(value, int) and not isinstance(value, bool) else wrong("an integer")
     if isinstance(default, float):
+        if isinstance(value, str):
+            # YAML 1.1 reads 5e-5 (no dot) as a string; it is the number everyone means.
+            try:
+                return float(value)
+            except ValueError:
+                wrong("a number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             wrong("a number")
         return float(value)

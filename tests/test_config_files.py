@@ -21,7 +21,7 @@ DEFAULTS = {
 def test_layers_apply_in_order_and_types_follow_the_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("steps: 20\nlora:\n  rank: 4\nplans:\n  gpu: {steps: 9}\n")
-    config = load_config(DEFAULTS, path, ["lora.alpha=8", "lr=1", "files=a.json", "plans.cpu.steps=3",
+    config = load_config(DEFAULTS, path, ["lora.alpha=8e0", "lr=1", "files=a.json", "plans.cpu.steps=3",
                                           "model=[x, y]"], open_sections=("plans",))
     assert config == {"model": ["x", "y"], "steps": 20, "lr": 1.0, "packing": False, "name": "run",
                       "files": "a.json", "lora": {"rank": 4, "alpha": 8.0},
