@@ -1,8 +1,9 @@
 """How petool's SFT step time and memory grow with sequence length, batch size and the number
 of (simulated) devices of the sharded step, with a PNG plot of each.
 
-    python -m bench.scaling [--out bench/results] [--sweeps seq,batch,devices]
+    python -m bench.scaling [--out bench/results] [--sweeps seq,batch,devices,attention]
                             [--seqs 1024,2048,4096,8192] [--batches 1,2,4,8] [--devices 1,2,4,8]
+                            [--attn-seqs 512,...,16384] [--attn-impls xla,blockwise] [--mem-budget-gb 8]
 
 Every point runs in its own process (so its peak RSS is its own, and the device count can be
 set): `XLA_FLAGS=--xla_force_host_platform_device_count=N` makes N CPU devices, the mesh is
@@ -16,6 +17,15 @@ device: arguments + temporaries + non-aliased outputs) and the process's peak RS
 
 On a CPU host the simulated devices share the same cores, so the device sweep shows the
 sharding's overhead and the per-device memory, not a speed-up.
+
+The attention sweep (`--sweeps attention`, written to scaling_attention.*, not part of the
+default run) compares the attention kernels over sequence lengths: the same step with
+attention=xla and attention=blockwise, one device, batch 1, packed-row segment ids, logits
+only at the last 64 positions (what `petool train sft` computes) so the output head does not
+hide the attention, on a 2-layer version of the small model (attention is per layer; two
+keep the long points affordable). A point whose compiled step XLA says needs more than
+--mem-budget-gb is compiled but not run and recorded as "did not fit" (the VM is shared: a
+16k xla step asks for tens of GB). A step slower than 60 s is timed once after its warm-up.
 """
 
 from __future__ import annotations
@@ -31,6 +41,10 @@ BATCH_SWEEP_SEQ = 1024
 DEVICE_SWEEP = (8, 512)  # global batch rows, seq
 
 
+ATTN_LAYERS = 2
+SLOW_STEP_S = 60.0
+
+
 def point(spec: dict) -> dict:
     """One measurement, in this process (the child side)."""
     import jax
@@ -39,10 +53,15 @@ def point(spec: dict) -> dict:
     from petool_jax.sharding import make_mesh
 
     mesh = make_mesh(1, spec["devices"], 1)
-    sft = build_petool_sft(small_config(), micro=spec["batch"], seq=spec["seq"], remat=spec["remat"],
-                           mesh=mesh)
-    sft.run(1)
-    times = [sft.run(1)[0] for _ in range(spec["steps"])]
+    config = small_config(**({"num_hidden_layers": spec["layers"]} if spec.get("layers") else {}))
+    sft = build_petool_sft(config, micro=spec["batch"], seq=spec["seq"], remat=spec["remat"], mesh=mesh,
+                           attention=spec.get("attention", "xla"), gather=spec.get("gather", False))
+    budget = spec.get("mem_budget_bytes")
+    if budget and sft.memory.get("total_bytes", 0) > budget:
+        return {**spec, "did_not_fit": True, "compile_seconds": sft.compile_seconds, "xla_memory": sft.memory}
+    warm = sft.run(1)[0]
+    steps = 1 if warm > SLOW_STEP_S else spec["steps"]
+    times = [sft.run(1)[0] for _ in range(steps)]
     step = statistics.median(times)
     return {**spec, "jax_devices": jax.device_count(), "seconds_per_step": times, "median_seconds_per_step": step,
             "tokens_per_step": sft.tokens_per_step, "tokens_per_s": sft.tokens_per_step / step,
@@ -68,6 +87,10 @@ def measure(spec: dict) -> dict | None:
         with open(path) as f:
             result = json.load(f)
     result["peak_rss_bytes"] = r["peak_rss_bytes"]
+    if result.get("did_not_fit"):
+        print(f"[bench.scaling] {spec}: did not fit (XLA asks {result['xla_memory']['total_bytes'] / 2**30:.1f} GiB)",
+              file=sys.stderr, flush=True)
+        return result
     print(f"[bench.scaling] {spec}: {result['median_seconds_per_step']:.2f} s/step, "
           f"XLA {result['xla_memory'].get('total_bytes', 0) / 2**20:.0f} MiB, RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB",
           file=sys.stderr, flush=True)
@@ -129,10 +152,13 @@ def table(sweeps: dict) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench/results")
-    parser.add_argument("--sweeps", default="seq,batch,devices")
+    parser.add_argument("--sweeps", default="seq,batch,devices")  # attention: see the module doc
     parser.add_argument("--seqs", default="1024,2048,4096,8192")
     parser.add_argument("--batches", default="1,2,4,8")
     parser.add_argument("--devices", default="1,2,4,8")
+    parser.add_argument("--attn-seqs", default="512,1024,2048,4096,8192,16384")
+    parser.add_argument("--attn-impls", default="xla,blockwise")
+    parser.add_argument("--mem-budget-gb", type=float, default=8.0)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--remat", default="full")
     parser.add_argument("--point", help=argparse.SUPPRESS)
@@ -154,11 +180,21 @@ def main(argv=None) -> dict:
         "seq": [dict(base, seq=s, batch=SEQ_SWEEP_BATCH, devices=1) for s in ints(args.seqs)],
         "batch": [dict(base, seq=BATCH_SWEEP_SEQ, batch=b, devices=1) for b in ints(args.batches)],
         "devices": [dict(base, seq=DEVICE_SWEEP[1], batch=DEVICE_SWEEP[0], devices=n) for n in ints(args.devices)],
+        "attention": [dict(base, seq=s, batch=1, devices=1, attention=impl, layers=ATTN_LAYERS, gather=True,
+                           mem_budget_bytes=int(args.mem_budget_gb * 2**30))
+                      for s in ints(args.attn_seqs) for impl in args.attn_impls.split(",")],
     }
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    names = args.sweeps.split(",")
+    results = {}
+    if "attention" in names:
+        results["attention"] = attention_sweep(plans["attention"], out)
+        names.remove("attention")
+    if not names:
+        return results
     sweeps = {}
-    for name in args.sweeps.split(","):
+    for name in names:
         sweeps[name] = [p for p in (measure(spec) for spec in plans[name]) if p is not None]
         if not sweeps[name]:
             del sweeps[name]
@@ -167,15 +203,80 @@ def main(argv=None) -> dict:
     config = small_config()
     desc = f"SFT step, small LLaMA-3 ({config.num_params() / 1e6:.1f}M params), CPU: {machine()['cpus']} cores"
     failed = {name: [s for s in plans[name] if not any(all(p[k] == v for k, v in s.items()) for p in sweeps.get(name, []))]
-              for name in args.sweeps.split(",")}
+              for name in names}
     for name, points in sweeps.items():
         key, label = titles[name]
         plot(points, key, label, desc, out / f"scaling_{name}.png")
-    results = {"benchmark": "scaling", "model": {**SMALL, "params": config.num_params(), "dtype": "float32"},
-               "sweeps": sweeps, "failed_points": {k: v for k, v in failed.items() if v}, "machine": machine(),
-               "plots": [f"scaling_{name}.png" for name in sweeps]}
+    results.update({"benchmark": "scaling", "model": {**SMALL, "params": config.num_params(), "dtype": "float32"},
+                    "sweeps": sweeps, "failed_points": {k: v for k, v in failed.items() if v}, "machine": machine(),
+                    "plots": [f"scaling_{name}.png" for name in sweeps]})
     write_results(out, "scaling", results, f"### {desc}\n\n" + table(sweeps))
     return results
+
+
+def attention_sweep(plan: list[dict], out) -> dict:
+    """xla vs blockwise over sequence lengths -> scaling_attention.{json,md}. A point that
+    fails twice (e.g. killed for memory) is recorded as failed (its error is in the log)."""
+    from bench.common import machine, write_results
+    from bench.train import SMALL, small_config
+
+    import time
+
+    points = []
+    for spec in plan:
+        result = measure(spec)
+        if result is None:  # one retry: a crash may be transient (the VM is shared)
+            time.sleep(30)
+            result = measure(spec)
+        points.append(result if result is not None else {**spec, "failed": True})
+    config = small_config(num_hidden_layers=ATTN_LAYERS)
+    results = {"benchmark": "scaling_attention",
+               "model": {**SMALL, "num_hidden_layers": ATTN_LAYERS, "params": config.num_params(), "dtype": "float32"},
+               "points": points, "crossover_seq": crossover(points), "machine": machine()}
+    desc = (f"SFT step, attention xla vs blockwise, small LLaMA-3 with {ATTN_LAYERS} layers "
+            f"({config.num_params() / 1e6:.1f}M params), batch 1, CPU: {machine()['cpus']} cores")
+    write_results(out, "scaling_attention", results, f"### {desc}\n\n" + attention_table(points))
+    return results
+
+
+def crossover(points: list[dict]) -> int | None:
+    """The shortest measured length from which blockwise's step is no slower than xla's at
+    every longer measured length (xla points that did not fit count as slower)."""
+    by = {(p["seq"], p["attention"]): p for p in points}
+    seqs = sorted({p["seq"] for p in points})
+    faster = []
+    for s in seqs:
+        x, b = by.get((s, "xla")), by.get((s, "blockwise"))
+        if b is None or b.get("did_not_fit") or b.get("failed"):
+            faster.append(False)
+        elif x is None or x.get("did_not_fit") or x.get("failed"):
+            faster.append(True)
+        else:
+            faster.append(b["median_seconds_per_step"] <= x["median_seconds_per_step"])
+    for i, s in enumerate(seqs):
+        if all(faster[i:]):
+            return s
+    return None
+
+
+def attention_table(points: list[dict]) -> str:
+    lines = ["| seq | attention | s/step | steps timed | tokens/s | XLA temporaries MiB | XLA total MiB "
+             "| peak RSS MiB | compile s |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        mem = p.get("xla_memory", {})
+        temp = f"{mem['temp_size_in_bytes'] / 2**20:,.0f}" if "temp_size_in_bytes" in mem else "-"
+        total = f"{mem['total_bytes'] / 2**20:,.0f}" if "total_bytes" in mem else "-"
+        if p.get("failed"):
+            lines.append(f"| {p['seq']} | {p['attention']} | failed twice (see the run's log) | - | - | - | - | - | - |")
+            continue
+        if p.get("did_not_fit"):
+            lines.append(f"| {p['seq']} | {p['attention']} | did not fit (XLA asks "
+                         f"{mem.get('total_bytes', 0) / 2**30:.1f} GiB > budget) | - | - | {temp} | {total} | - | - |")
+            continue
+        lines.append(f"| {p['seq']} | {p['attention']} | {p['median_seconds_per_step']:.2f} "
+                     f"| {len(p['seconds_per_step'])} | {p['tokens_per_s']:.0f} | {temp} | {total} "
+                     f"| {p['peak_rss_bytes'] / 2**20:,.0f} | {p['compile_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

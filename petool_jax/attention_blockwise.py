@@ -24,8 +24,8 @@ import jax.numpy as jnp
 
 from petool_jax.attention import MaskSpec
 
-BLOCK_Q = 512
-BLOCK_K = 512
+BLOCK_Q = 256
+BLOCK_K = 256
 BIG_NEG = float(jnp.finfo(jnp.float32).min)
 
 

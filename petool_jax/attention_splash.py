@@ -22,7 +22,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import PartitionSpec
 
 from petool_jax.attention import MaskSpec
@@ -104,9 +103,3 @@ def splash_attend(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, spec: MaskSpec, interpret: bo
     out = out.transpose(0, 3, 1, 2, 4).reshape(batch, padded, num_heads, head_dim)
     return out[:, :length]
 
-
-def segment_mask_reference(segments_BxT: np.ndarray) -> np.ndarray:
-    """The [B, T, T] mask splash applies (causal and same segment id, 0 included), for tests."""
-    length = segments_BxT.shape[1]
-    causal = np.tril(np.ones((length, length), bool))
-    return causal[None] & (segments_BxT[:, :, None] == segments_BxT[:, None, :])
