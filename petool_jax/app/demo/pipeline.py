@@ -29,19 +29,19 @@ Output layout (OUT, default runs/demo):
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import pathlib
 import shlex
 import shutil
 import time
 
+from petool_jax.app.demo.data_files import DataFiles, find_entry_file, training_lines
+from petool_jax.app.demo.export_check import hf_reload_check
 from petool_jax.app.demo.plan import DemoPlan
 from petool_jax.app.demo.resources import cpu_seconds
 from petool_jax.app.demo.rows import row_dir_name
-from petool_jax.chat import ChatRenderer
 from petool_jax.errors import UserError
-from petool_jax.files import read_json, write_json
+from petool_jax.files import write_json
 from petool_jax.petoolbench import SETTINGS
 
 MARKER = "demo_run.json"
@@ -58,50 +58,6 @@ def prepare_out_dir(out: pathlib.Path, overwrite: bool) -> None:
             raise UserError(f"--out {out}: holds an earlier demo run; pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-
-
-def _find(folder: pathlib.Path, stem: str) -> pathlib.Path | None:
-    for name in (f"{stem}.json", f"{stem}.json.gz"):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-@dataclasses.dataclass
-class DataFiles:
-    source: str  # what the data came from, for the report
-    train_entries: pathlib.Path  # PEToolBench training entries (the warm-up pairs come from them)
-    sft: list  # files for petool train sft
-    dpo: list  # files for petool train dpo
-    test: pathlib.Path
-    texts_from: list  # files the tokenizer is trained on
-
-
-def training_lines(paths: list) -> list[str]:
-    """Text lines of training files (LLaMA-Factory rows or PEToolBench entries) for the BPE.
-
-    Lines, not whole texts: the BPE's GPT-2-style pre-tokenizer would otherwise learn a
-    "\\n\\n" token, and the chat template's "...<|end_header_id|>\\n\\n" would then encode
-    differently as a generation prompt than inside a whole conversation, which SFT's
-    assistant mask rightly refuses. Without newline merges both encode alike.
-    """
-    from petool_jax import petoolbench as pb
-
-    lines: list[str] = []
-    for path in paths:
-        path = pathlib.Path(path)
-        records = read_json(path)
-        for record in records if isinstance(records, list) else []:
-            if not isinstance(record, dict):
-                continue
-            texts = [record.get(k) for k in ("instruction", "input", "output", "chosen", "rejected", "query")]
-            texts += [record.get(k) for k in pb.INSTRUCTION_KEYS.values()]
-            if isinstance(record.get("api_call_ground_truth"), dict):
-                texts.append(json.dumps(record["api_call_ground_truth"], ensure_ascii=False))
-            lines += [line for text in texts if isinstance(text, str) for line in text.split("\n") if line]
-    if not lines:
-        raise UserError(f"no training text in {[str(p) for p in paths]}")
-    return lines
 
 
 class Demo:
@@ -185,8 +141,8 @@ class Demo:
             self.facts["catalog"] = catalog_summary()
 
     def _real_data(self, folder: pathlib.Path) -> DataFiles:
-        train = _find(folder, "user_entries_train")
-        test = _find(folder, "user_entries_test")
+        train = find_entry_file(folder, "user_entries_train")
+        test = find_entry_file(folder, "user_entries_test")
         if train is None or test is None:
             raise UserError(
                 f"--data {folder}: expected user_entries_train.json and user_entries_test.json (or .json.gz) "
@@ -320,37 +276,7 @@ class Demo:
             self.log(f"export check {check['status'].upper()}: {check['reason']}")
 
     def reload_check(self, model_dir: pathlib.Path, hf_dir: pathlib.Path) -> dict:
-        """Load the export with transformers and compare its logits with the JAX model's on a
-        test prompt. Needs torch (not a core dependency): skipped, and said so, without it."""
-        if importlib.util.find_spec("torch") is None:
-            return {"status": "skipped", "reason": "torch is not installed (pip install -e '.[test]' adds the "
-                    "CPU build); the HF files were written but not reloaded"}
-        import numpy as np
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from petool_jax import petoolbench as pb
-        from petool_jax.loading import load_model
-
-        hf_model, info = AutoModelForCausalLM.from_pretrained(str(hf_dir), torch_dtype=torch.float32,
-                                                              output_loading_info=True)
-        bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-        if bad:
-            return {"status": "failed", "reason": f"transformers reported {bad}"}
-        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-        entry = pb.load_entries(self.files.test)[0]
-        ids = ChatRenderer(tokenizer).prompt_ids(pb.build_messages(entry, "p"))[: self.plan.max_seq_len]
-        with torch.no_grad():
-            ref = hf_model(torch.tensor([ids])).logits.numpy()
-        bundle = load_model(model_dir, dtype="float32", with_tokenizer=False)
-        ours = np.asarray(bundle.model.apply({"params": bundle.params}, np.asarray([ids]))[0])
-        diff = float(np.abs(ours - ref).max())
-        same_argmax = float((ours.argmax(-1) == ref.argmax(-1)).mean())
-        status = "passed" if diff <= 1e-3 and same_argmax == 1.0 else "failed"
-        out = {"status": status, "max_abs_logit_diff": diff, "argmax_agreement": same_argmax, "tokens": len(ids)}
-        if status == "failed":
-            out["reason"] = f"logits differ by up to {diff:.3g} (tolerance 1e-3); argmax agreement {same_argmax:.3f}"
-        return out
+        return hf_reload_check(model_dir, hf_dir, self.files.test, self.plan.max_seq_len)
 
     def eval_targets(self) -> list[tuple[str, str | None]]:
         final_name, _ = self.final_model()

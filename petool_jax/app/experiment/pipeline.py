@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import pathlib
 
-from petool_jax.app.demo.pipeline import DataFiles, Demo
+from petool_jax.app.demo.data_files import DataFiles
+from petool_jax.app.demo.pipeline import Demo
 from petool_jax.petoolbench import SETTINGS
 from petool_jax.errors import UserError
 
