@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 # What must match between a run and its resumption: changing any of these changes answers.
 RESUME_KEYS = ("model", "data", "prompt_format", "max_prompt_tokens", "max_new_tokens",
                "temperature", "top_p", "seed", "truncation", "protocol")
+# Keys added after run directories were first written: a run.json without them had these.
+LATER_KEY_DEFAULTS = {"truncation": "history", "protocol": "default"}
 TRUNCATIONS = ("history", "authors")  # see eval/truncation.py
 PROTOCOLS = ("default", "authors")  # API models; see eval/runners/openai_api.py
 

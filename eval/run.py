@@ -13,7 +13,7 @@ import sys
 import time
 
 from petool_jax.files import write_json
-from eval.options import RunOptions
+from eval.options import LATER_KEY_DEFAULTS, RunOptions
 from eval.predictions import PredictionWriter, cut_partial_tail, load_predictions, rewrite_without
 from eval.report import write_report_files
 from eval.runners.select import make_runner
@@ -34,7 +34,7 @@ def _check_run_record(out: pathlib.Path, options: RunOptions) -> None:
             recorded = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: not valid JSON: {err.msg}") from None
-        changed = [k for k in wanted if recorded.get(k) != wanted[k]]
+        changed = [k for k in wanted if recorded.get(k, LATER_KEY_DEFAULTS.get(k)) != wanted[k]]
         if changed:
             details = ", ".join(f"{k}: {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
             raise UserError(f"{out} holds a run with other settings ({details}); use another --out")

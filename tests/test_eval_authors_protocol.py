@@ -94,7 +94,7 @@ def _refused(capsys, argv) -> str:
 def test_authors_protocol_defaults_and_refusals(tmp_path, capsys):
     from eval.cli import PROTOCOL_DEFAULTS
 
-    assert PROTOCOL_DEFAULTS["authors"] == {"timeout": 10.0, "max_retries": 2}
+    assert PROTOCOL_DEFAULTS["authors"] == {"timeout_s": 10.0, "max_retries": 2}
     data = write_json(tmp_path / "d.json", _entries())
     err = _refused(capsys, ["eval", "run", "--model", "rule", "--data", str(data), "--out", str(tmp_path / "o"),
                             "--protocol", "authors"])
@@ -125,3 +125,17 @@ def test_sampling_edges_are_accepted(tmp_path):
                  "--temperature", "0", "--top-p", "1", "--settings", "none"]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert list(report["scores"]["paper"]) == ["none"] and report["scores"]["paper"]["none"]["n"] == 3
+
+
+def test_run_dirs_without_the_new_keys_still_resume(tmp_path, capsys):
+    data = write_json(tmp_path / "d.json", _entries())
+    out = tmp_path / "o"
+    argv = ["eval", "run", "--model", "rule", "--data", str(data), "--out", str(out), "--settings", "p"]
+    assert main(argv) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert (record["truncation"], record["protocol"]) == ("history", "default")
+    del record["truncation"], record["protocol"]  # as written before issue 16
+    (out / "run.json").write_text(json.dumps(record))
+    assert main(argv) == 0
+    err = _refused(capsys, argv + ["--truncation", "authors"])
+    assert "holds a run with other settings (truncation: None -> 'authors')" in err
