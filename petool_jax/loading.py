@@ -108,6 +108,10 @@ def load_model(path: str | pathlib.Path, dtype: str = "float32", param_dtype: st
     mesh = mesh or make_mesh(devices=jax.devices()[:1])
     if is_training_checkpoint(path):
         return _load_training_checkpoint(path, options, mesh, with_tokenizer, progress)
+    if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
+        steps = sorted((int(p.name) for p in (path / "checkpoints").iterdir() if p.name.isdigit()))
+        raise UserError(f"{path} is a training run directory; pass its finished model {path / 'model'} or a "
+                        f"checkpoint {path / 'checkpoints'}/N (N in {steps or 'none yet'})")
     marker = json.loads((path / "petool_model.json").read_text()) if is_petool_model(path) else {}
     if "base_model" in marker:
         return _load_adapter(path, marker, options, mesh, with_tokenizer, progress)
