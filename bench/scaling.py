@@ -18,8 +18,9 @@ device: arguments + temporaries + non-aliased outputs) and the process's peak RS
 On a CPU host the simulated devices share the same cores, so the device sweep shows the
 sharding's overhead and the per-device memory, not a speed-up.
 
-The attention sweep (`--sweeps attention`, written to scaling_attention.*, not part of the
-default run) compares the attention kernels over sequence lengths: the same step with
+The attention sweep (`--sweeps attention`, written to scaling_attention.*; `--sweeps abab`
+times both kernels alternately in one process, scaling_attention_abab.*; neither is part of
+the default run) compares the attention kernels over sequence lengths: the same step with
 attention=xla and attention=blockwise, one device, batch 1, packed-row segment ids, logits
 only at the last 64 positions (what `petool train sft` computes) so the output head does not
 hide the attention, on a 2-layer version of the small model (attention is per layer; two
@@ -159,6 +160,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--attn-seqs", default="512,1024,2048,4096,8192,16384")
     parser.add_argument("--attn-impls", default="xla,blockwise")
     parser.add_argument("--mem-budget-gb", type=float, default=8.0)
+    parser.add_argument("--abab-seqs", default="512,1024,2048,4096",
+                        help="--sweeps abab: lengths timed A B A B in one process")
+    parser.add_argument("--abab-rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--remat", default="full")
     parser.add_argument("--point", help=argparse.SUPPRESS)
@@ -191,6 +195,9 @@ def main(argv=None) -> dict:
     if "attention" in names:
         results["attention"] = attention_sweep(plans["attention"], out)
         names.remove("attention")
+    if "abab" in names:
+        results["abab"] = abab_sweep(ints(args.abab_seqs), args.abab_rounds, out)
+        names.remove("abab")
     if not names:
         return results
     sweeps = {}
@@ -237,6 +244,48 @@ def attention_sweep(plan: list[dict], out) -> dict:
             f"({config.num_params() / 1e6:.1f}M params), batch 1, CPU: {machine()['cpus']} cores")
     write_results(out, "scaling_attention", results, f"### {desc}\n\n" + attention_table(points))
     return results
+
+
+def abab_sweep(seqs: list[int], rounds: int, out) -> dict:
+    """`--sweeps abab` -> scaling_attention_abab.{json,md}: see `alternating`."""
+    from bench.common import machine, write_results
+
+    rows = alternating(seqs, rounds)
+    results = {"benchmark": "scaling_attention_abab", "layers": ATTN_LAYERS, "rounds": rounds, "rows": rows,
+               "machine": machine()}
+    table = (f"### SFT step, xla vs blockwise in one process, A B A B ({rounds} rounds, medians), "
+             f"small LLaMA-3 with {ATTN_LAYERS} layers, batch 1\n\n"
+             "| seq | xla s/step | blockwise s/step | xla / blockwise |\n|---|---|---|---|\n")
+    table += "".join(f"| {r['seq']} | {r['median']['xla']:.2f} | {r['median']['blockwise']:.2f} "
+                     f"| {r['xla_over_blockwise']:.2f} |\n" for r in rows)
+    write_results(out, "scaling_attention_abab", results, table)
+    return results
+
+
+def alternating(seqs: list[int], rounds: int) -> list[dict]:
+    """xla and blockwise steps compiled in ONE process and timed alternately (A B A B ...),
+    so that a shared machine's load drifts over both alike: the crossover's evidence."""
+    import statistics
+
+    from bench.train import build_petool_sft, small_config
+
+    config = small_config(num_hidden_layers=ATTN_LAYERS)
+    rows = []
+    for seq in seqs:
+        steps = {impl: build_petool_sft(config, micro=1, seq=seq, remat="full", attention=impl, gather=True)
+                 for impl in ("xla", "blockwise")}
+        times = {impl: [] for impl in steps}
+        for impl, sft in steps.items():
+            sft.run(1)  # warm-up
+        for _ in range(rounds):
+            for impl, sft in steps.items():
+                times[impl].append(sft.run(1)[0])
+        med = {impl: statistics.median(t) for impl, t in times.items()}
+        rows.append({"seq": seq, "seconds": times, "median": med, "xla_over_blockwise": med["xla"] / med["blockwise"]})
+        print(f"[bench.scaling] ABAB {seq}: xla {med['xla']:.2f} s, blockwise {med['blockwise']:.2f} s, "
+              f"xla/blockwise {rows[-1]['xla_over_blockwise']:.2f}", file=sys.stderr, flush=True)
+        del steps
+    return rows
 
 
 def crossover(points: list[dict]) -> int | None:
