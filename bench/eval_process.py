@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import shlex
 import shutil
 import statistics
@@ -130,22 +131,36 @@ def build_inputs(work: pathlib.Path, n_entries: int) -> tuple[pathlib.Path, path
     return model_dir, data, prompts
 
 
-def run_side(side: str, model_dir, data, prompts, work: pathlib.Path, extra: list[str]) -> dict:
+def cli_module(tree: pathlib.Path) -> str:
+    """The petool CLI module of a source tree (it moved to petool_jax.app in issue 12)."""
+    return "petool_jax.app.cli" if (tree / "petool_jax" / "app" / "cli.py").is_file() else "petool_jax.cli"
+
+
+def run_side(side: str, model_dir, data, prompts, work: pathlib.Path, extra: list[str],
+             before_tree: pathlib.Path | None = None) -> dict:
     from bench.common import run_measured
 
     out = work / f"run_{side}"
     shutil.rmtree(out, ignore_errors=True)  # eval run resumes from an existing --out: start clean
-    if side == "petool":
-        cmd = [sys.executable, "-m", "petool_jax.app.cli", "eval", "run", "--model", str(model_dir),
+    env = {"JAX_PLATFORMS": "cpu"}
+    if side in ("petool", "petool_before"):
+        tree = before_tree if side == "petool_before" else pathlib.Path(__file__).resolve().parents[1]
+        cmd = [sys.executable, "-m", cli_module(tree), "eval", "run", "--model", str(model_dir),
                "--data", str(data), "--out", str(out), "--max-new-tokens", str(MAX_NEW_TOKENS), *extra]
+        env["PYTHONPATH"] = str(tree)  # ahead of the editable install: this tree's petool_jax/eval
     else:
         out.mkdir(parents=True)
         cmd = [sys.executable, "-c", HF_LOOP, str(model_dir), str(prompts), str(out / "rows.json"),
                str(MAX_NEW_TOKENS), str(MAX_PROMPT_TOKENS)]
-    run = run_measured(cmd, env={"JAX_PLATFORMS": "cpu"})
-    print(f"[bench.eval_process] {side}: {run['seconds']:.1f} s, {run['peak_rss_bytes'] / 2**30:.2f} GB",
-          file=sys.stderr, flush=True)
-    return {"seconds": run["seconds"], "peak_rss_gb": run["peak_rss_bytes"] / 2**30,
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = run_measured(cmd, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the whole process tree: the work done, less sensitive than wall time to
+    # other jobs on a shared machine
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"[bench.eval_process] {side}: {run['seconds']:.1f} s, {cpu:.1f} CPU-s, "
+          f"{run['peak_rss_bytes'] / 2**30:.2f} GB", file=sys.stderr, flush=True)
+    return {"seconds": run["seconds"], "cpu_seconds": cpu, "peak_rss_gb": run["peak_rss_bytes"] / 2**30,
             "load_average": os.getloadavg()[0]}
 
 
@@ -168,12 +183,20 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
     out = {}
     for side, rs in runs.items():
         out[side] = {"median_seconds": statistics.median(r["seconds"] for r in rs),
+                     "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in rs),
+                     "cpu_seconds": [round(r["cpu_seconds"], 1) for r in rs],
                      "median_peak_rss_gb": statistics.median(r["peak_rss_gb"] for r in rs),
                      "seconds": [round(r["seconds"], 1) for r in rs],
                      "peak_rss_gb": [round(r["peak_rss_gb"], 2) for r in rs]}
-    if len(out) == 2:
+    if "petool" in out and "transformers" in out:
         out["speedup"] = out["transformers"]["median_seconds"] / out["petool"]["median_seconds"]
         out["memory_ratio"] = out["petool"]["median_peak_rss_gb"] / out["transformers"]["median_peak_rss_gb"]
+        out["cpu_ratio"] = out["transformers"]["median_cpu_seconds"] / out["petool"]["median_cpu_seconds"]
+    if "petool_before" in out and "transformers" in out:
+        out["speedup_before"] = out["transformers"]["median_seconds"] / out["petool_before"]["median_seconds"]
+        out["cpu_ratio_before"] = out["transformers"]["median_cpu_seconds"] / out["petool_before"]["median_cpu_seconds"]
+        out["memory_ratio_before"] = (out["petool_before"]["median_peak_rss_gb"]
+                                      / out["transformers"]["median_peak_rss_gb"])
     return out
 
 
@@ -182,14 +205,20 @@ def table(r: dict) -> str:
     lines = [f"### Evaluation, whole process ({r['machine']['cpus']} vCPUs shared, load average "
              f"{r['load_average'][0]:.1f} at the start; {r['prompts']} prompts = {r['entries']} entries x 3 settings, "
              f"max_new_tokens {MAX_NEW_TOKENS}, {r['params'] / 1e6:.1f} M params)", "",
-             "| side | median s | runs s | median peak RSS GB | runs GB |", "|---|---|---|---|---|"]
-    for side in ("petool", "transformers"):
+             "| side | median wall s | runs wall s | median CPU-s | runs CPU-s | median peak RSS GB | runs GB |",
+             "|---|---|---|---|---|---|---|"]
+    for side in ("petool_before", "petool", "transformers"):
         if side in s:
             lines.append(f"| {side} | {s[side]['median_seconds']:.1f} | {', '.join(map(str, s[side]['seconds']))} "
+                         f"| {s[side]['median_cpu_seconds']:.1f} | {', '.join(map(str, s[side]['cpu_seconds']))} "
                          f"| {s[side]['median_peak_rss_gb']:.2f} | {', '.join(map(str, s[side]['peak_rss_gb']))} |")
     if "speedup" in s:
-        lines += ["", f"petool speed-up over transformers: **{s['speedup']:.2f}x**; memory petool / transformers: "
-                  f"**{s['memory_ratio']:.2f}x**."]
+        lines += ["", f"petool speed-up over transformers: **{s['speedup']:.2f}x** wall, {s['cpu_ratio']:.2f}x in "
+                  f"CPU-s; memory petool / transformers: **{s['memory_ratio']:.2f}x**."]
+    if "speedup_before" in s:
+        lines.append(f"Before ({r['before_tree']}): speed-up {s['speedup_before']:.2f}x wall, "
+                     f"{s['cpu_ratio_before']:.2f}x in CPU-s, memory "
+                     f"{s['memory_ratio_before']:.2f}x.")
     if "agreement" in r:
         a = r["agreement"]
         lines.append(f"Prompt tokens (transformers, right-truncated at {MAX_PROMPT_TOKENS}): median "
@@ -206,6 +235,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--entries", type=int, default=40)
     parser.add_argument("--sides", default="petool,transformers")
+    parser.add_argument("--before-tree", default=None,
+                        help="a source tree of petool before a change (git archive COMMIT | tar -x -C DIR): "
+                             "adds the side petool_before, alternated with the others")
     parser.add_argument("--extra-args", default="", help="more `petool eval run` options (experiments)")
     parser.add_argument("--name", default="eval_process", help="result file stem")
     args = parser.parse_args(argv)
@@ -221,6 +253,9 @@ def main(argv=None) -> dict:
     model_dir, data, prompts = build_inputs(work, args.entries)
     params = LlamaConfig.from_hf_dict(json.loads((model_dir / "config.json").read_text())).num_params()
     sides = args.sides.split(",")
+    before_tree = pathlib.Path(args.before_tree).resolve() if args.before_tree else None
+    if before_tree:
+        sides.append("petool_before")
     extra = shlex.split(args.extra_args)
     results = {"benchmark": "eval_process", "machine": machine(), "load_average": os.getloadavg(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "entries": args.entries,
@@ -229,10 +264,11 @@ def main(argv=None) -> dict:
     runs: dict[str, list[dict]] = {side: [] for side in sides}
     for _ in range(args.repeats):
         for side in sides:
-            runs[side].append(run_side(side, model_dir, data, prompts, work, extra))
+            runs[side].append(run_side(side, model_dir, data, prompts, work, extra, before_tree))
     results["runs"] = runs
     results["summary"] = summarize(runs)
-    if len(sides) == 2:
+    results["before_tree"] = str(before_tree) if before_tree else None
+    if "petool" in sides and "transformers" in sides:
         results["agreement"] = agreement(work, data)
     results["load_average_end"] = os.getloadavg()
     write_results(args.out, args.name, results, table(results))
