@@ -62,7 +62,8 @@ class PetoolDPO:
         from petool_jax.model import Llama
         from petool_jax.sharding import mesh_rules
         from petool_jax.train import params as P
-        from petool_jax.train.dpo import DPOSettings, dpo_normaliser, make_dpo_loss, pair_logps
+        from petool_jax.train.config import DpoConfig
+        from petool_jax.train.dpo import dpo_normaliser, make_dpo_loss, pair_logps
         from petool_jax.train.dpo_losses import preference_loss
         from petool_jax.train.setup import place_batch
         from petool_jax.train.step import build_train_step
@@ -71,7 +72,8 @@ class PetoolDPO:
                                  lora_alpha=LORA_ALPHA)
         policy = Llama(config, options)
         base_model = Llama(config, dataclasses.replace(options, lora_rank=0))
-        settings = DPOSettings("sigmoid", "base", BETA, 0.0, 0.0, 0.5)
+        settings = DpoConfig(beta=BETA, loss="sigmoid", reference="base", label_smoothing=0.0, sft_weight=0.0,
+                             simpo_gamma=0.5, negatives={})
         trainable, frozen = P.split_trainable(place_params(params, config, options, mesh), lora=True)
         self.frozen = frozen
         if layout == "shared":
@@ -134,8 +136,8 @@ class TorchDPO:
         self.model = torch_llama(config, host_params, LORA_RANK)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(self.params, lr=OPTIM["learning_rate"], betas=(OPTIM["adam_b1"], OPTIM["adam_b2"]),
-                                     eps=OPTIM["adam_eps"], weight_decay=OPTIM["weight_decay"])
+        self.opt = torch.optim.AdamW(self.params, lr=OPTIM.learning_rate, betas=(OPTIM.adam_b1, OPTIM.adam_b2),
+                                     eps=OPTIM.adam_eps, weight_decay=OPTIM.weight_decay)
         c, r = separate["chosen"], separate["rejected"]
 
         def t(x, long=False):
@@ -171,7 +173,7 @@ class TorchDPO:
         h = (pc - rc) - (pr - rr)
         loss = (-F.logsigmoid(BETA * h) * self.valid).sum() / self.valid.sum().clamp(min=1.0)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, OPTIM["max_grad_norm"])
+        torch.nn.utils.clip_grad_norm_(self.params, OPTIM.max_grad_norm)
         self.opt.step()
         return float(loss.detach())
 

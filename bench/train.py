@@ -35,13 +35,15 @@ import time
 
 import numpy as np
 
+from petool_jax.train.config import OptimizerConfig
+
 # LLaMA-3 proportions (GQA 4:1, head_dim 64, SwiGLU 4x) at hidden 256: small enough for 2 CPU
 # cores, big enough that the matmuls, not the dispatch, are most of the step.
 SMALL = dict(vocab_size=8192, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
              num_attention_heads=4, num_key_value_heads=1, head_dim=64)
 RESPONSE_TOKENS = 64
-OPTIM = {"learning_rate": 1e-4, "warmup_ratio": 0.0, "schedule": "constant", "max_grad_norm": 1.0,
-         "adam_b1": 0.9, "adam_b2": 0.999, "adam_eps": 1e-8, "weight_decay": 0.0}
+OPTIM = OptimizerConfig(learning_rate=1e-4, warmup_ratio=0.0, schedule="constant", max_grad_norm=1.0,
+                        adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8, weight_decay=0.0)
 LORA_RANK, LORA_ALPHA = 8, 16.0
 
 
@@ -219,8 +221,8 @@ class TorchSFT:
         model.train()
         self.model = model
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(self.params, lr=OPTIM["learning_rate"], betas=(OPTIM["adam_b1"], OPTIM["adam_b2"]),
-                                     eps=OPTIM["adam_eps"], weight_decay=OPTIM["weight_decay"])
+        self.opt = torch.optim.AdamW(self.params, lr=OPTIM.learning_rate, betas=(OPTIM.adam_b1, OPTIM.adam_b2),
+                                     eps=OPTIM.adam_eps, weight_decay=OPTIM.weight_decay)
         self.batch = {k: torch.from_numpy(np.array(v)) for k, v in batch.items()}
         self.batch = {k: (v.long() if k in ("tokens", "targets", "positions") else v) for k, v in self.batch.items()}
         self.tokens_per_step = int(np.prod(batch["tokens"].shape))
@@ -239,7 +241,7 @@ class TorchSFT:
             loss = (nll * b["loss_mask"][i].flatten()).sum() / norm
             loss.backward()
             total += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(self.params, OPTIM["max_grad_norm"])
+        torch.nn.utils.clip_grad_norm_(self.params, OPTIM.max_grad_norm)
         self.opt.step()
         return total
 

@@ -81,7 +81,7 @@ def test_dpo_pair_logps_refuse_cudnn(recorded):
 
 
 def test_dpo_with_cudnn_is_refused_before_loading_anything(tmp_path, capsys):
-    from petool_jax.train.config import load_config
+    from petool_jax.train.config import load_train_config
     from petool_jax.train.dpo import check_attention
 
     missing = tmp_path / "no-such-model"  # the check must come before the model is read
@@ -93,8 +93,8 @@ def test_dpo_with_cudnn_is_refused_before_loading_anything(tmp_path, capsys):
     assert "no-such-model" not in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match="attention=cudnn applies only the causal mask"):
-        check_attention(load_config(None, args[2:]))
-    check_attention(load_config(None, args[2:-1] + ["attention=xla"]))  # xla keeps the mask: accepted
+        check_attention(load_train_config(None, args[2:]))
+    check_attention(load_train_config(None, args[2:-1] + ["attention=xla"]))  # xla keeps the mask: accepted
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a CUDA device for cuDNN")

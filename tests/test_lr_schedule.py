@@ -14,6 +14,7 @@ import transformers
 from hf_fixtures import make_hf_model
 from petool_jax.app.cli import main as petool
 from petool_jax.train import trainer
+from petool_jax.train.config import OptimizerConfig
 from petool_jax.train.optim import make_schedule
 from train_fixtures import write_sft
 
@@ -44,7 +45,9 @@ def test_schedule_function_equals_transformers(kind):
     peak = 3e-4
     for total in (1, 2, 3, 7, 10, 64, 101):
         for ratio in (0.0, 0.03, 0.1, 0.25, 0.5, 0.99):
-            schedule = make_schedule({"learning_rate": peak, "warmup_ratio": ratio, "schedule": kind}, total)
+            opt = OptimizerConfig(learning_rate=peak, warmup_ratio=ratio, schedule=kind, weight_decay=0.0,
+                                  adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8, max_grad_norm=1.0)
+            schedule = make_schedule(opt, total)
             ours = [float(schedule(step)) for step in range(total)]
             ref = hf_rates(kind, peak, math.ceil(ratio * total), total)
             np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6 * peak, err_msg=f"{kind} {total} {ratio}")

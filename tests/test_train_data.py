@@ -2,6 +2,7 @@
 deterministic batches, and errors for bad files and configs."""
 
 import json
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from hf_fixtures import make_tokenizer
 from petool_jax.errors import UserError
 from petool_jax.petoolbench import render_instruction, split_instruction
-from petool_jax.train.config import load_config
+from petool_jax.train.config import load_train_config
 from petool_jax.chat import ChatRenderer
 from petool_jax.train.sft_data import (SequenceBatcher, check_batch_has_targets,
                                        load_sft_examples, tokenize_example, tokenized_dataset)
@@ -157,17 +158,25 @@ def test_bad_files_name_file_line_and_field(tmp_path):
 
 def test_config_keys_are_checked(tmp_path):
     good = ["model=m", "data.train=d.json", "output_dir=o"]
-    config = load_config("configs/train/sft_paper.yaml", good + ["lora.rank=0", "mesh.tensor=2"])
-    assert config["lora"]["rank"] == 0 and config["mesh"]["tensor"] == 2 and config["lora"]["alpha"] == 16.0
-    assert config["batch_size"] == 16 and config["learning_rate"] == 1e-4 and config["warmup_ratio"] == 0.1
-    with pytest.raises(UserError, match="command line: unknown config key 'lora.rnak'"):
-        load_config(None, good + ["lora.rnak=4"])
+    config = load_train_config("configs/train/sft_paper.yaml", good + ["lora.rank=0", "mesh.tensor=2",
+                                                                       "learning_rate=2e-5"])
+    assert config.lora.rank == 0 and config.mesh.tensor == 2 and config.lora.alpha == 16.0
+    assert config.batch_size == 16 and config.optimizer.learning_rate == 2e-5 and config.optimizer.warmup_ratio == 0.1
+    assert config.data.train == ("d.json",) and config.data.settings == ("p", "r", "c")
+    assert config.raw["learning_rate"] == 2e-5  # what config.yaml records
+    with pytest.raises(FrozenInstanceError):
+        config.lora.rank = 4
+    with pytest.raises(UserError, match="override lora.rnak=...: unknown key 'lora.rnak'; known keys: alpha, "
+                                        "dropout, rank"):
+        load_train_config(None, good + ["lora.rnak=4"])
+    with pytest.raises(UserError, match="override lora.rank=...: key 'lora.rank' expects an integer, got 'eight'"):
+        load_train_config(None, good + ["lora.rank=eight"])
     preset = tmp_path / "p.yaml"
     preset.write_text("model: m\nlearning_rat: 0.1\n")
-    with pytest.raises(UserError, match="p.yaml: unknown config key 'learning_rat'"):
-        load_config(preset, good)
+    with pytest.raises(UserError, match="p.yaml: unknown key 'learning_rat'; known keys: adam_b1"):
+        load_train_config(preset, good)
     with pytest.raises(UserError, match=r"batch_size \(16\) must be a positive multiple of micro_batch_size \(3\)"):
-        load_config(None, good + ["micro_batch_size=3"])
+        load_train_config(None, good + ["micro_batch_size=3"])
 
 
 def test_gathered_loss_equals_the_full_sequence_loss(tmp_path):

@@ -123,18 +123,18 @@ def test_init_reference_starts_at_ln2_with_zero_rewards(world, tmp_path):
 
 
 def test_reference_stays_frozen_and_precomputed_matches_init(world, tmp_path):
-    from petool_jax.train.config import load_config
+    from petool_jax.train.config import load_train_config
     from petool_jax.train.dpo import build_dpo_task
     from petool_jax.train.setup import load_policy, mesh_from_config
     from petool_jax.train.trainer import train
 
     def config(name, reference):
-        return load_config(None, dpo_args(world, tmp_path / name, "batch_size=8", "micro_batch_size=4",
+        return load_train_config(None, dpo_args(world, tmp_path / name, "batch_size=8", "micro_batch_size=4",
                                           "max_steps=3", "lora.rank=4", f"dpo.reference={reference}",
                                           "learning_rate=1e-2")[2:])
 
     cfg = config("init", "init")
-    policy = load_policy(cfg["model"], cfg, mesh_from_config(cfg))
+    policy = load_policy(cfg.model, cfg, mesh_from_config(cfg))
     task, _ = build_dpo_task(cfg, policy, tmp_path / "init", log=lambda *_: None)
     before = {k: np.asarray(v).copy() for k, v in task.frozen_extra.items()}
     start_trainable = {k: np.asarray(v).copy() for k, v in policy.trainable.items()}
@@ -147,7 +147,7 @@ def test_reference_stays_frozen_and_precomputed_matches_init(world, tmp_path):
     assert changed  # the policy moved
 
     pre = config("pre", "precomputed")
-    policy2 = load_policy(pre["model"], pre, mesh_from_config(pre))
+    policy2 = load_policy(pre.model, pre, mesh_from_config(pre))
     task2, extra = build_dpo_task(pre, policy2, tmp_path / "pre", log=lambda *_: None)
     assert not task2.frozen_extra  # no reference weights held
     assert list((tmp_path / "pre").glob("reference_logps-*.npy"))
@@ -209,7 +209,7 @@ def test_pairs_from_petoolbench_entries(tmp_path):
 
 def test_bad_dpo_inputs(tmp_path, world):
     from petool_jax.errors import UserError
-    from petool_jax.train.config import load_config
+    from petool_jax.train.config import load_train_config
     from petool_jax.train.dpo_data import load_pairs
 
     bad = tmp_path / "bad.json"
@@ -218,8 +218,8 @@ def test_bad_dpo_inputs(tmp_path, world):
         load_pairs([str(bad)], ["p"], {"same_func": 1.0}, 0)
     with pytest.raises(UserError, match="dpo.negatives"):
         load_pairs([str(bad)], ["p"], {"nonsense": 1.0}, 0)
-    config = load_config(None, dpo_args(world, tmp_path / "x", "dpo.loss=kto")[2:])
-    from petool_jax.train.dpo import DPOSettings
+    config = load_train_config(None, dpo_args(world, tmp_path / "x", "dpo.loss=kto")[2:])
+    from petool_jax.train.dpo import checked_dpo
 
     with pytest.raises(UserError, match="dpo.loss 'kto' is not one of"):
-        DPOSettings.from_config(config)
+        checked_dpo(config.dpo)

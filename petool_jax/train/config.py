@@ -6,12 +6,13 @@ an error naming it, so a typo never silently trains something else.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import pathlib
 from typing import Any
 
 import yaml
 
+from petool_jax import config_files
 from petool_jax.errors import UserError
 
 DEFAULTS: dict[str, Any] = {
@@ -29,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_every": 0,  # steps between validation losses (0: at every checkpoint); with data.val_size > 0
     "output_dir": None,
     "max_steps": 0,  # 0 = epochs * steps per epoch
-    "epochs": 1,
+    "epochs": 1.0,  # may be fractional
     "batch_size": 16,  # examples (or pairs) per optimizer step, global
     "micro_batch_size": 16,  # per forward/backward; batch_size / micro_batch_size = accumulation
     "max_seq_len": 4096,
@@ -64,52 +65,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _merge(base: dict, override: dict, prefix: str, source: str) -> None:
-    for key, value in override.items():
-        name = f"{prefix}{key}"
-        if key not in base:
-            raise UserError(f"{source}: unknown config key {name!r}")
-        if isinstance(base[key], dict) and not isinstance(value, dict):
-            raise UserError(f"{source}: {name!r} is a section; set its keys ({sorted(base[key])})")
-        if isinstance(base[key], dict):
-            _merge(base[key], value, f"{name}.", source)
-        else:
-            base[key] = value
-
-
-def parse_override(item: str) -> dict:
-    if "=" not in item:
-        raise UserError(f"override {item!r} is not key=value")
-    key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
-    node: dict = {}
-    out = node
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-    return out
-
-
-def load_config(path: str | pathlib.Path | None, overrides: list[str] = ()) -> dict:
-    """Defaults <- YAML file <- overrides; returns a plain nested dict."""
-    config = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = pathlib.Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"{path}: invalid YAML ({err})") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}: expected a mapping of config keys")
-        _merge(config, loaded, "", str(path))
-    for item in overrides:
-        _merge(config, parse_override(item), "", "command line")
-    validate(config)
-    return config
+def load_train_config(path: str | pathlib.Path | None, overrides: list[str] = ()) -> "TrainConfig":
+    """Defaults <- YAML file <- overrides (petool_jax.config_files), checked, as a TrainConfig."""
+    raw = config_files.load_config(DEFAULTS, path, overrides)
+    validate(raw)
+    return TrainConfig.from_dict(raw)
 
 
 def validate(config: dict) -> None:
@@ -136,15 +96,115 @@ def validate(config: dict) -> None:
         raise UserError(f"warmup_ratio {config['warmup_ratio']} must be in [0, 1)")
 
 
-def settings_list(config: dict) -> list[str]:
-    raw = config["data"]["settings"]
+def parse_settings(raw) -> tuple[str, ...]:
     items = raw if isinstance(raw, list) else str(raw).split(",")
-    settings = [s.strip() for s in items if s.strip()]
+    settings = tuple(s.strip() for s in items if s.strip())
     bad = [s for s in settings if s not in ("p", "r", "c")]
     if bad or not settings:
         raise UserError(f"data.settings {raw!r}: use a comma list of p, r, c")
     return settings
 
 
-def to_yaml(config: dict) -> str:
-    return yaml.safe_dump(config, sort_keys=False)
+# Typed, frozen views of the config, built once by load_train_config; training code reads
+# these attributes, never the dict. The YAML layout stays flat where the presets have it
+# (learning_rate, adam_b1, ... at the top level); `optimizer` groups those keys.
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    train: tuple[str, ...]
+    format: str
+    settings: tuple[str, ...]
+    prompt_format: str
+    max_samples: int
+    packing: bool
+    cache_dir: str | None
+    val_size: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+    rank: int
+    alpha: float
+    dropout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    data: int
+    fsdp: int
+    tensor: int
+
+
+OPTIMIZER_KEYS = ("learning_rate", "warmup_ratio", "schedule", "weight_decay", "adam_b1", "adam_b2", "adam_eps",
+                  "max_grad_norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    learning_rate: float
+    warmup_ratio: float
+    schedule: str
+    weight_decay: float
+    adam_b1: float
+    adam_b2: float
+    adam_eps: float
+    max_grad_norm: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DpoConfig:
+    beta: float
+    loss: str
+    reference: str
+    label_smoothing: float
+    sft_weight: float
+    simpo_gamma: float
+    negatives: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    output_dir: str
+    max_steps: int
+    epochs: float
+    batch_size: int
+    micro_batch_size: int
+    max_seq_len: int
+    eval_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    resume: bool
+    seed: int
+    dtype: str
+    param_dtype: str
+    remat: str
+    attention: str
+    log_every: int
+    data: DataConfig
+    lora: LoraConfig
+    mesh: MeshConfig
+    optimizer: OptimizerConfig
+    dpo: DpoConfig
+    raw: dict = dataclasses.field(repr=False, compare=False)  # the merged dict, written to config.yaml
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        data = dict(raw["data"])
+        train = data["train"]
+        data["train"] = tuple(str(f) for f in (train if isinstance(train, list) else [train]))
+        data["settings"] = parse_settings(data["settings"])
+        top = {f.name: raw[f.name] for f in dataclasses.fields(cls)
+               if f.name not in ("data", "lora", "mesh", "optimizer", "dpo", "raw")}
+        return cls(**top, data=DataConfig(**data), lora=LoraConfig(**raw["lora"]), mesh=MeshConfig(**raw["mesh"]),
+                   optimizer=OptimizerConfig(**{k: raw[k] for k in OPTIMIZER_KEYS}), dpo=DpoConfig(**raw["dpo"]),
+                   raw=raw)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with top-level fields changed, the raw dict kept in step."""
+        return dataclasses.replace(self, **changes, raw={**self.raw, **changes})
+
+
+def to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.raw, sort_keys=False)
+

@@ -16,7 +16,7 @@ from petool_jax.files import write_npy
 from petool_jax.model import Llama
 from petool_jax.sharding import mesh_rules
 from petool_jax.train import params as P
-from petool_jax.train.config import settings_list
+from petool_jax.train.config import DpoConfig, TrainConfig
 from petool_jax.train.dpo_data import PairBatcher, load_pairs, pair_fingerprint, tokenized_pairs
 from petool_jax.train.dpo_losses import LOSSES, REFERENCE_FREE, preference_loss
 from petool_jax.train.setup import load_policy, maybe_initialize_distributed, mesh_from_config, place_batch
@@ -41,30 +41,19 @@ def pair_logps(model, params, mb):
     return chosen, rejected
 
 
-@dataclasses.dataclass(frozen=True)
-class DPOSettings:
-    loss: str
-    reference: str
-    beta: float
-    label_smoothing: float
-    sft_weight: float
-    simpo_gamma: float
-
-    @classmethod
-    def from_config(cls, config: dict) -> "DPOSettings":
-        d = config["dpo"]
-        if d["loss"] not in LOSSES:
-            raise UserError(f"dpo.loss {d['loss']!r} is not one of {LOSSES}")
-        if d["reference"] not in REFERENCES:
-            raise UserError(f"dpo.reference {d['reference']!r} is not one of {REFERENCES}")
-        return cls(d["loss"], d["reference"], float(d["beta"]), float(d["label_smoothing"]),
-                   float(d["sft_weight"]), float(d["simpo_gamma"]))
+def checked_dpo(d: DpoConfig) -> DpoConfig:
+    """The DPO section, refused when its loss or reference strategy is unknown."""
+    if d.loss not in LOSSES:
+        raise UserError(f"dpo.loss {d.loss!r} is not one of {LOSSES}")
+    if d.reference not in REFERENCES:
+        raise UserError(f"dpo.reference {d.reference!r} is not one of {REFERENCES}")
+    return d
 
 
 REFERENCE_MODES = ("none", "precomputed", "adapter_off", "frozen_copy")
 
 
-def reference_mode(s: DPOSettings, lora: bool) -> str:
+def reference_mode(s: DpoConfig, lora: bool) -> str:
     """How the reference log-probs are obtained:
     none         reference-free losses (simpo, orpo);
     precomputed  read from the batch (computed once before training);
@@ -80,7 +69,7 @@ def reference_mode(s: DPOSettings, lora: bool) -> str:
     return "frozen_copy"
 
 
-def make_dpo_loss(policy_model, base_model, s: DPOSettings, mode: str):
+def make_dpo_loss(policy_model, base_model, s: DpoConfig, mode: str):
     """loss_fn(trainable, frozen, micro_batch, n_pairs) for step.make_train_step; reference
     log-probs never enter the gradient."""
 
@@ -146,26 +135,25 @@ def precompute_reference(policy_model, params, batcher: PairBatcher, mesh, n_pai
     return out
 
 
-def check_attention(config: dict) -> None:
+def check_attention(config: TrainConfig) -> None:
     """Prefix-shared pairs need their mask (the rejected answer must not see the chosen one)."""
-    require_mask_kernel(config["attention"], "DPO (prefix-shared pairs)")
+    require_mask_kernel(config.attention, "DPO (prefix-shared pairs)")
 
 
-def build_dpo_task(config: dict, policy, run_dir: pathlib.Path, log=print) -> tuple[Task, dict]:
+def build_dpo_task(config: TrainConfig, policy, run_dir: pathlib.Path, log=print) -> tuple[Task, dict]:
     check_attention(config)
-    s = DPOSettings.from_config(config)
-    data = config["data"]
-    paths = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    s = checked_dpo(config.dpo)
+    data = config.data
+    paths = list(data.train)
     tokenizer = policy.bundle.tokenizer
-    pairs = load_pairs(paths, settings_list(config), config["dpo"]["negatives"], int(config["seed"]),
-                       int(data["max_samples"]), data["format"])
-    ds, summary = tokenized_pairs(pairs, paths, tokenizer, data["prompt_format"], int(config["max_seq_len"]),
-                                  pathlib.Path(data["cache_dir"] or run_dir / "cache"),
+    pairs = load_pairs(paths, list(data.settings), s.negatives, config.seed, data.max_samples, data.format)
+    ds, summary = tokenized_pairs(pairs, paths, tokenizer, data.prompt_format, config.max_seq_len,
+                                  pathlib.Path(data.cache_dir or run_dir / "cache"),
                                   {"pairs": pair_fingerprint(pairs)}, log=log)
     batcher = PairBatcher(prompts=ds["prompt_ids"], chosen=ds["chosen_ids"], rejected=ds["rejected_ids"],
-                          batch_size=int(config["batch_size"]), micro_batch_size=int(config["micro_batch_size"]),
-                          max_seq_len=int(config["max_seq_len"]), seed=int(config["seed"]),
-                          packing=bool(data["packing"]), pairs_per_row=8, pad_id=tokenizer.pad_token_id or 0)
+                          batch_size=config.batch_size, micro_batch_size=config.micro_batch_size,
+                          max_seq_len=config.max_seq_len, seed=config.seed,
+                          packing=data.packing, pairs_per_row=8, pad_id=tokenizer.pad_token_id or 0)
     policy_model = Llama(policy.bundle.config, policy.options)
     base_model = Llama(policy.bundle.config, dataclasses.replace(policy.options, lora_rank=0))
     frozen_extra: dict = {}
@@ -210,12 +198,13 @@ def _load_or_compute_reference(run_dir, policy, policy_model, batcher, n_pairs, 
     return reference
 
 
-def run_dpo(config: dict) -> dict:
+def run_dpo(config: TrainConfig) -> dict:
     check_attention(config)  # before any weights are loaded
+    checked_dpo(config.dpo)
     maybe_initialize_distributed()
-    run_dir = pathlib.Path(config["output_dir"])
+    run_dir = pathlib.Path(config.output_dir)
     mesh = mesh_from_config(config)
-    policy = load_policy(config["model"], config, mesh)
+    policy = load_policy(config.model, config, mesh)
     task, _ = build_dpo_task(config, policy, run_dir)
     result = train(config, policy, task, run_dir)
     if "state" in result:

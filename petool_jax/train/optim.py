@@ -6,13 +6,15 @@ import math
 
 import optax
 
+from petool_jax.train.config import OptimizerConfig
 
-def make_schedule(config: dict, total_steps: int):
+
+def make_schedule(opt: OptimizerConfig, total_steps: int):
     """Linear warmup over ceil(warmup_ratio * total_steps) steps (as transformers), then
     cosine or linear decay to 0, or constant."""
-    peak = float(config["learning_rate"])
-    warmup = math.ceil(config["warmup_ratio"] * total_steps)
-    kind = config["schedule"]
+    peak = opt.learning_rate
+    warmup = math.ceil(opt.warmup_ratio * total_steps)
+    kind = opt.schedule
     if kind == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), 0.0)
     if kind == "linear":
@@ -22,11 +24,10 @@ def make_schedule(config: dict, total_steps: int):
                                 [warmup])
 
 
-def make_optimizer(config: dict, total_steps: int):
-    schedule = make_schedule(config, total_steps)
+def make_optimizer(opt: OptimizerConfig, total_steps: int):
+    schedule = make_schedule(opt, total_steps)
     tx = optax.chain(
-        optax.clip_by_global_norm(float(config["max_grad_norm"])),
-        optax.adamw(schedule, b1=float(config["adam_b1"]), b2=float(config["adam_b2"]),
-                    eps=float(config["adam_eps"]), weight_decay=float(config["weight_decay"])),
+        optax.clip_by_global_norm(opt.max_grad_norm),
+        optax.adamw(schedule, b1=opt.adam_b1, b2=opt.adam_b2, eps=opt.adam_eps, weight_decay=opt.weight_decay),
     )
     return tx, schedule

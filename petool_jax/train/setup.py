@@ -15,6 +15,7 @@ from petool_jax.config import RuntimeOptions
 from petool_jax.loading import load_model
 from petool_jax.sharding import make_mesh
 from petool_jax.train import params as P
+from petool_jax.train.config import TrainConfig
 
 
 def maybe_initialize_distributed() -> None:
@@ -42,15 +43,13 @@ def maybe_initialize_distributed() -> None:
     jax.distributed.initialize(**kwargs)
 
 
-def mesh_from_config(config: dict):
-    m = config["mesh"]
-    return make_mesh(int(m["data"]), int(m["fsdp"]), int(m["tensor"]))
+def mesh_from_config(config: TrainConfig):
+    return make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
 
 
-def runtime_options(config: dict, lora_rank: int) -> RuntimeOptions:
-    return RuntimeOptions(dtype=config["dtype"], param_dtype=config["param_dtype"], remat=config["remat"],
-                          attention=config["attention"], lora_rank=lora_rank,
-                          lora_alpha=float(config["lora"]["alpha"]))
+def runtime_options(config: TrainConfig, lora_rank: int) -> RuntimeOptions:
+    return RuntimeOptions(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat,
+                          attention=config.attention, lora_rank=lora_rank, lora_alpha=config.lora.alpha)
 
 
 @dataclasses.dataclass
@@ -61,15 +60,15 @@ class PolicySetup:
     frozen: dict  # flat {path: array}; for LoRA the base weights, in the compute dtype
 
 
-def load_policy(model_path: str, config: dict, mesh) -> PolicySetup:
+def load_policy(model_path: str, config: TrainConfig, mesh) -> PolicySetup:
     """The starting policy: an HF or petool model (LoRA adapters freshly initialised), or a
     petool adapter directory written by an earlier LoRA run (its adapter is resumed)."""
     from petool_jax.errors import UserError
 
-    rank = int(config["lora"]["rank"])
+    rank = config.lora.rank
     options = runtime_options(config, rank)
     # Trainable weights in param_dtype; frozen base weights (LoRA) in the compute dtype.
-    base_dtype = config["param_dtype"] if rank == 0 else config["dtype"]
+    base_dtype = config.param_dtype if rank == 0 else config.dtype
     bundle = load_model(model_path, mesh=mesh, options=dataclasses.replace(options, param_dtype=base_dtype))
     flat = P.flatten(bundle.params)
     adapter = {k: v for k, v in flat.items() if P.is_lora_key(k)}
@@ -81,8 +80,8 @@ def load_policy(model_path: str, config: dict, mesh) -> PolicySetup:
     if adapter and bundle.options.lora_rank != rank:
         raise UserError(f"{model_path} holds a rank-{bundle.options.lora_rank} adapter but lora.rank={rank}")
     if not adapter:
-        adapter = P.init_lora(bundle.config, options, mesh, int(config["seed"]))
-    trainable = {k: v.astype(jnp.dtype(config["param_dtype"])) for k, v in adapter.items()}
+        adapter = P.init_lora(bundle.config, options, mesh, config.seed)
+    trainable = {k: v.astype(jnp.dtype(config.param_dtype)) for k, v in adapter.items()}
     frozen = {k: v for k, v in flat.items() if not P.is_lora_key(k)}
     return PolicySetup(bundle, options, trainable, frozen)
 
@@ -138,10 +137,10 @@ def _assemble(value: np.ndarray, sharding: NamedSharding, local: tuple[int, ...]
     return jax.make_array_from_single_device_arrays(shape, sharding, pieces)
 
 
-def check_micro_batch(config: dict, mesh) -> None:
+def check_micro_batch(config: TrainConfig, mesh) -> None:
     from petool_jax.errors import UserError
 
     dp = mesh.shape["data"] * mesh.shape["fsdp"]
-    if config["micro_batch_size"] % dp:
-        raise UserError(f"micro_batch_size ({config['micro_batch_size']}) must be a multiple of "
+    if config.micro_batch_size % dp:
+        raise UserError(f"micro_batch_size ({config.micro_batch_size}) must be a multiple of "
                         f"mesh data*fsdp ({dp})")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from petool_jax.train import params as P
-from petool_jax.train.config import settings_list
+from petool_jax.train.config import TrainConfig
 from petool_jax.train.setup import load_policy, maybe_initialize_distributed, mesh_from_config
 from petool_jax.train.sft_data import SequenceBatcher, check_batch_has_targets, tokenized_dataset
 from petool_jax.train.trainer import Task, train, write_final_model
@@ -49,31 +49,28 @@ def sft_normaliser(batch):
     return jnp.maximum(jnp.sum(batch["loss_mask"]), 1.0)
 
 
-def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=print, mesh=None) -> Task:
-    data = config["data"]
-    paths = data["train"] if isinstance(data["train"], list) else [data["train"]]
-    cache_dir = pathlib.Path(data["cache_dir"] or run_dir / "cache")
-    ds, summary = tokenized_dataset(paths, tokenizer, settings_list(config), data["prompt_format"],
-                                    int(config["max_seq_len"]), int(data["max_samples"]), data["format"],
-                                    cache_dir, log=log)
+def build_sft_task(config: TrainConfig, tokenizer, model, run_dir: pathlib.Path, log=print, mesh=None) -> Task:
+    data = config.data
+    paths = list(data.train)
+    cache_dir = pathlib.Path(data.cache_dir or run_dir / "cache")
+    ds, summary = tokenized_dataset(paths, tokenizer, list(data.settings), data.prompt_format,
+                                    config.max_seq_len, data.max_samples, data.format, cache_dir, log=log)
     sequences, masks = ds["input_ids"], ds["assistant_mask"]
-    train_rows, val_rows = split_validation(len(sequences), float(data.get("val_size") or 0.0), int(config["seed"]))
+    train_rows, val_rows = split_validation(len(sequences), data.val_size, config.seed)
     batcher = SequenceBatcher(sequences=[sequences[i] for i in train_rows], masks=[masks[i] for i in train_rows],
-                              batch_size=int(config["batch_size"]),
-                              micro_batch_size=int(config["micro_batch_size"]),
-                              max_seq_len=int(config["max_seq_len"]), seed=int(config["seed"]),
-                              packing=bool(data["packing"]), pad_id=tokenizer.pad_token_id or 0)
+                              batch_size=config.batch_size, micro_batch_size=config.micro_batch_size,
+                              max_seq_len=config.max_seq_len, seed=config.seed,
+                              packing=data.packing, pad_id=tokenizer.pad_token_id or 0)
     evaluate = None
     if val_rows:
         summary = {**summary, "validation": len(val_rows)}
-        log(f"{len(val_rows)} examples held out for validation (data.val_size={data['val_size']})")
+        log(f"{len(val_rows)} examples held out for validation (data.val_size={data.val_size})")
         val_batcher = SequenceBatcher(sequences=[sequences[i] for i in val_rows], masks=[masks[i] for i in val_rows],
-                                      batch_size=int(config["micro_batch_size"]),
-                                      micro_batch_size=int(config["micro_batch_size"]),
-                                      max_seq_len=int(config["max_seq_len"]), seed=int(config["seed"]),
+                                      batch_size=config.micro_batch_size, micro_batch_size=config.micro_batch_size,
+                                      max_seq_len=config.max_seq_len, seed=config.seed,
                                       packing=False, pad_id=tokenizer.pad_token_id or 0)
         evaluate = make_validation(make_sft_loss(model, packing=False), val_batcher, mesh)
-    if data["packing"] and config["attention"] == "cudnn":
+    if data.packing and config.attention == "cudnn":
         from petool_jax.errors import UserError
 
         raise UserError("data.packing needs attention=xla (the cuDNN path is causal-only, without segments)")
@@ -84,7 +81,7 @@ def build_sft_task(config: dict, tokenizer, model, run_dir: pathlib.Path, log=pr
         return batch
 
     return Task(name="sft", steps_per_epoch=batcher.steps_per_epoch(), batch_at=batch_at,
-                loss_fn=make_sft_loss(model, bool(data["packing"])), normaliser=sft_normaliser,
+                loss_fn=make_sft_loss(model, data.packing), normaliser=sft_normaliser,
                 summarise=lambda m: {"target_tokens": int(m["target_tokens"])},
                 head_positions_in=lambda b: int(b["n_head_positions"]), data_summary=summary, evaluate=evaluate)
 
@@ -125,11 +122,11 @@ def make_validation(loss_fn, batcher: SequenceBatcher, mesh):
     return evaluate
 
 
-def run_sft(config: dict) -> dict:
+def run_sft(config: TrainConfig) -> dict:
     maybe_initialize_distributed()
-    run_dir = pathlib.Path(config["output_dir"])
+    run_dir = pathlib.Path(config.output_dir)
     mesh = mesh_from_config(config)
-    policy = load_policy(config["model"], config, mesh)
+    policy = load_policy(config.model, config, mesh)
     from petool_jax.model import Llama
 
     model = Llama(policy.bundle.config, policy.options)

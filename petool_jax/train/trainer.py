@@ -21,7 +21,7 @@ from petool_jax.errors import UserError
 from petool_jax.sharding import mesh_rules
 from petool_jax.train import params as P
 from petool_jax.train.checkpointing import CheckpointStore
-from petool_jax.train.config import to_yaml
+from petool_jax.train.config import TrainConfig, to_yaml
 from petool_jax.train.run_log import RunLog, peak_flops
 from petool_jax.train.setup import PolicySetup, check_micro_batch, local_micro_rows, place_batch
 from petool_jax.train.step import build_train_step
@@ -58,13 +58,13 @@ def step_flops(config, tokens: int, seq: int, head_positions: int) -> int:
     return body * tokens + 6 * head * head_positions
 
 
-def total_steps_of(config: dict, steps_per_epoch: int) -> int:
-    if config["max_steps"]:
-        return int(config["max_steps"])
-    return int(math.ceil(config["epochs"] * steps_per_epoch))
+def total_steps_of(config: TrainConfig, steps_per_epoch: int) -> int:
+    if config.max_steps:
+        return config.max_steps
+    return int(math.ceil(config.epochs * steps_per_epoch))
 
 
-def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) -> dict:
+def train(config: TrainConfig, policy: PolicySetup, task: Task, run_dir: pathlib.Path) -> dict:
     """Run (or resume) training; returns {"final_step", "losses"}."""
     mesh = policy.bundle.mesh
     check_micro_batch(config, mesh)
@@ -75,18 +75,18 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
 
     total = total_steps_of(config, task.steps_per_epoch)
     frozen = {**policy.frozen, **task.frozen_extra}
-    store = CheckpointStore(run_dir / "checkpoints", int(config["keep_checkpoints"]))
+    store = CheckpointStore(run_dir / "checkpoints", config.keep_checkpoints)
     start = 0
-    if config["resume"] and store.latest_step() is not None:
+    if config.resume and store.latest_step() is not None:
         start = store.latest_step()
     if start >= total:
         store.close()
         return {"final_step": start, "losses": []}
 
-    local = local_micro_rows(mesh, int(config["micro_batch_size"]))  # each host builds only its rows
+    local = local_micro_rows(mesh, config.micro_batch_size)  # each host builds only its rows
     first = place_batch(task.batch_at(start, local), mesh)
     batch_shardings = {k: v.sharding for k, v in first.items()}
-    jitted, state = build_train_step(task.loss_fn, task.normaliser, config, total, policy.trainable, frozen,
+    jitted, state = build_train_step(task.loss_fn, task.normaliser, config.optimizer, total, policy.trainable, frozen,
                                      batch_shardings, mesh)
     if start:
         state, progress = store.restore(start, state)
@@ -99,7 +99,7 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
     peak = peak_flops(jax.devices()[0].device_kind)
     losses: list[float] = []
     pending: tuple[int, Any, dict, float] | None = None
-    eval_every = int(config.get("eval_every") or config["checkpoint_every"])
+    eval_every = config.eval_every or config.checkpoint_every
     last_time = time.perf_counter()
 
     def finish(step, metrics, host_batch, started):
@@ -121,7 +121,7 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
             flops = step_flops(config_model, tokens, task.seq_len_of(host_batch), head_positions)
             record["mfu"] = flops / elapsed / (peak * jax.device_count())
         losses.append(loss)
-        if (step % int(config["log_every"]) == 0) or step == total:
+        if (step % config.log_every == 0) or step == total:
             log.log(record)
         return record
 
@@ -136,7 +136,7 @@ def train(config: dict, policy: PolicySetup, task: Task, run_dir: pathlib.Path) 
             pending = (step + 1, metrics, host_batch, time.perf_counter())
             _fault_injection(step + 1)
             done = step + 1
-            if done % int(config["checkpoint_every"]) == 0 or done == total:
+            if done % config.checkpoint_every == 0 or done == total:
                 finish(*pending)  # never checkpoint a state whose loss was not finite
                 pending = None
                 epoch, within = divmod(done, task.steps_per_epoch)
@@ -157,7 +157,7 @@ def trained_params(policy: PolicySetup, state: dict) -> dict:
     return P.merge(state["trainable"], policy.frozen)
 
 
-def write_final_model(run_dir: pathlib.Path, config: dict, policy: PolicySetup, state: dict) -> pathlib.Path:
+def write_final_model(run_dir: pathlib.Path, config: TrainConfig, policy: PolicySetup, state: dict) -> pathlib.Path:
     """RUN_DIR/model: a petool model directory. LoRA runs store only the adapter plus the
     base model's path; full fine-tuning stores every weight."""
     from petool_jax.checkpoint import atomic_output_dir, write_model_dir
@@ -168,11 +168,11 @@ def write_final_model(run_dir: pathlib.Path, config: dict, policy: PolicySetup, 
         return out
     extra = {"trained_by": "petool train", "run_dir": str(run_dir.resolve())}
     if policy.options.lora_rank:
-        base = policy.bundle.base_path if getattr(policy.bundle, "base_path", None) else config["model"]
+        base = policy.bundle.base_path if getattr(policy.bundle, "base_path", None) else config.model
         extra.update(base_model=str(pathlib.Path(base).resolve()),
                      lora={"rank": policy.options.lora_rank, "alpha": policy.options.lora_alpha})
     with atomic_output_dir(out, overwrite=True) as tmp:
-        write_model_dir(tmp, policy.bundle.config, P.merge(host), config["param_dtype"],
+        write_model_dir(tmp, policy.bundle.config, P.merge(host), config.param_dtype,
                         tokenizer_src=_tokenizer_dir(policy), extra=extra)
     return out
 

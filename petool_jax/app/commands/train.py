@@ -24,9 +24,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from petool_jax.train.config import load_config
+    from petool_jax.train.config import load_train_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_train_config(args.config, args.overrides)
     if args.stage == "sft":
         from petool_jax.train.sft import run_sft
 
