@@ -222,15 +222,20 @@ def build_messages(
     if setting not in EVAL_SETTINGS:
         raise ValueError(f"unknown setting {setting!r}")
     instruction = _instruction(entry, setting, drop_oldest, description_cap)
+    return instruction_messages(instruction, entry["query"], prompt_format)
+
+
+def instruction_messages(instruction: str, query: str, prompt_format: str = "system_user") -> list[dict]:
+    """The chat messages of a system prompt and a query in one of PROMPT_FORMATS."""
     if prompt_format == "system_user":
         return [
             {"role": "system", "content": instruction},
-            {"role": "user", "content": entry["query"]},
+            {"role": "user", "content": query},
         ]
     if prompt_format == "alpaca_user":
-        return [{"role": "user", "content": instruction + "\n" + entry["query"]}]
+        return [{"role": "user", "content": instruction + "\n" + query}]
     if prompt_format == "llama_factory":
-        return [{"role": "user", "content": "\n".join(part for part in (instruction, entry["query"]) if part)}]
+        return [{"role": "user", "content": "\n".join(part for part in (instruction, query) if part)}]
     raise ValueError(f"unknown prompt_format {prompt_format!r}; one of {', '.join(PROMPT_FORMATS)}")
 
 
@@ -241,28 +246,45 @@ def fit_messages(
     max_tokens: int,
     prompt_format: str = "system_user",
 ) -> tuple[list[dict], int]:
+    """fit_instruction for one (entry, setting)."""
+    return fit_instruction(instruction_text(entry, setting), entry["query"], count_tokens, max_tokens, prompt_format)
+
+
+def fit_instruction(
+    instruction: str,
+    query: str,
+    count_tokens: Callable[[list[dict]], int],
+    max_tokens: int,
+    prompt_format: str = "system_user",
+) -> tuple[list[dict], int]:
     """Messages within `max_tokens`, dropping the fewest OLDEST history entries.
 
     Returns (messages, n_dropped). When even an empty history does not fit, returns the
     empty-history messages and n_dropped = len(history): the caller reports it. The count
     only falls as entries go, so a binary search needs ~log2(20) calls of count_tokens.
+    Training examples (an instruction and a query, from any file format) and evaluation
+    entries both come through here.
     """
-    messages = build_messages(entry, setting, 0, prompt_format)
+    messages = instruction_messages(instruction, query, prompt_format)
     if count_tokens(messages) <= max_tokens:
         return messages, 0
     try:
-        n_history = len(split_instruction(instruction_text(entry, setting))[1])
+        head, history, tail = split_instruction(instruction)
     except ValueError:
         return messages, 0  # nothing we may drop
-    if n_history == 0:
+    if not history:
         return messages, 0
-    low, high = 0, n_history  # count(low) > max_tokens; answer in (low, high]
-    best = build_messages(entry, setting, high, prompt_format)
+
+    def without_oldest(n: int) -> list[dict]:
+        return instruction_messages(render_instruction(head, history[n:], tail), query, prompt_format)
+
+    low, high = 0, len(history)  # count(low) > max_tokens; answer in (low, high]
+    best = without_oldest(high)
     if count_tokens(best) > max_tokens:
-        return best, n_history
+        return best, len(history)
     while high - low > 1:
         mid = (low + high) // 2
-        trial = build_messages(entry, setting, mid, prompt_format)
+        trial = without_oldest(mid)
         if count_tokens(trial) <= max_tokens:
             high, best = mid, trial
         else:

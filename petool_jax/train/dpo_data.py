@@ -115,14 +115,14 @@ def tokenize_pair(renderer: ChatRenderer, pair: dict, prompt_format: str, max_se
     """prompt ids, chosen ids, rejected ids (each response = what the template adds after the
     generation prompt, end token included); prompt + chosen + rejected fit max_seq_len after
     dropping the fewest OLDEST history entries."""
-    entry = {petoolbench.INSTRUCTION_KEYS["p"]: pair["instruction"], "query": pair["query"]}
 
     def count(messages):
         prompt = len(renderer.prompt_ids(messages))
         return (len(renderer.full_ids(messages, pair["chosen"])) + len(renderer.full_ids(messages, pair["rejected"]))
                 - prompt)
 
-    messages, n_dropped = petoolbench.fit_messages(entry, "p", count, max_seq_len, prompt_format)
+    messages, n_dropped = petoolbench.fit_instruction(pair["instruction"], pair["query"], count, max_seq_len,
+                                                      prompt_format)
     prompt = renderer.prompt_ids(messages)
     chosen, _ = renderer.encode(messages, pair["chosen"])
     rejected, _ = renderer.encode(messages, pair["rejected"])

@@ -70,12 +70,12 @@ def load_sft_examples(paths: list[str], settings: list[str], max_samples: int = 
 
 def tokenize_example(renderer: ChatRenderer, example: dict, prompt_format: str, max_seq_len: int) -> dict:
     """input_ids, assistant_mask, n_dropped (history entries removed), fits."""
-    entry = {petoolbench.INSTRUCTION_KEYS["p"]: example["instruction"], "query": example["query"]}
 
     def count(messages):
         return len(renderer.full_ids(messages, example["answer"]))
 
-    messages, n_dropped = petoolbench.fit_messages(entry, "p", count, max_seq_len, prompt_format)
+    messages, n_dropped = petoolbench.fit_instruction(example["instruction"], example["query"], count, max_seq_len,
+                                                      prompt_format)
     ids, mask = renderer.encode(messages, example["answer"])
     return {"input_ids": ids, "assistant_mask": mask, "n_dropped": n_dropped, "fits": len(ids) <= max_seq_len}
 
