@@ -95,20 +95,26 @@ def test_generate_and_eval_from_checkpoint(world, tmp_path, capsys):
     assert sorted(predictions["model"]) == sorted(predictions["checkpoints/2"])
 
 
-def test_dpo_from_checkpoint_equals_dpo_from_the_model(world):
-    runs = {}
+@pytest.mark.parametrize("run", ["lora", "full"])
+def test_dpo_from_checkpoint_equals_dpo_from_the_model(world, run):
+    runs, finals = {}, {}
+    rank = "lora.rank=4" if run == "lora" else "lora.rank=0"
     for source in ("model", "checkpoints/2"):
-        out = world / f"dpo_{source.replace('/', '_')}"
-        assert petool(["train", "dpo", f"model={world / 'lora' / source}", f"data.train={world / 'dpo.json'}",
-                       f"output_dir={out}", "lora.rank=4", "dpo.reference=base",
+        out = world / f"dpo_{run}_{source.replace('/', '_')}"
+        assert petool(["train", "dpo", f"model={world / run / source}", f"data.train={world / 'dpo.json'}",
+                       f"output_dir={out}", rank, "dpo.reference=base",
                        *[c for c in COMMON if not c.startswith("max_steps")], "max_steps=1",
                        "checkpoint_every=100"]) == 0
         runs[source] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        marker = json.loads((out / "model" / "petool_model.json").read_text())
-        assert marker["base_model"] == str((world / "hf").resolve())
+        finals[source] = _logits(out / "model")[0]
+        if run == "lora":
+            marker = json.loads((out / "model" / "petool_model.json").read_text())
+            assert marker["base_model"] == str((world / "hf").resolve())
     a, b = runs["model"][0], runs["checkpoints/2"][0]
     assert a["loss"] == b["loss"] and a["rewards/margin"] == b["rewards/margin"]
-    assert a["rewards/chosen"] != 0.0  # a trained adapter vs the base reference: the start is not the reference
+    np.testing.assert_array_equal(finals["model"], finals["checkpoints/2"])
+    if run == "lora":  # a trained adapter vs the base reference: the start is not the reference
+        assert a["rewards/chosen"] != 0.0
 
 
 def test_validation_loss_is_the_held_out_loss(world):
