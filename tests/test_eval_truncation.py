@@ -148,3 +148,23 @@ def test_authors_truncation_on_the_release_with_the_real_tokenizer(shared_dir):
     uncut = next(e for e in entries if len(tokenizer(authors_code_path(tokenizer, e, "p", 10**6)[1])["input_ids"]) < 4000)
     assert runner.plan([EvalTask(uncut, "p")], 1) and authors_code_path(tokenizer, uncut, "p", 4000)[0][:2] == [128000] * 2
     print(json.dumps(counts))
+
+
+@pytest.mark.slow  # ~45 s: 612 prompts, each over-long one fitted by binary search
+def test_history_truncation_on_the_release_with_the_real_tokenizer(shared_dir):
+    """The README's figures for setting p at 4,000 tokens: 63 prompts shortened, descriptions cut
+    in the 45 whose candidate list alone is too long, none left without history or over."""
+    tokenizer = llama3_tokenizer(shared_dir)
+    entries = pb.load_entries(shared_dir / "petoolbench" / "test_dev.json.gz")
+    runner = _runner(tokenizer, truncation="history")
+    runner.options = RunOptions(max_prompt_tokens=4000)
+    tasks = [EvalTask(e, "p") for e in entries]
+    list(runner.plan(tasks, batch_size=64))
+    facts = [t.prepared["truncation"] for t in tasks]
+    counts = {k: sum(bool(f[k]) for f in facts) for k in ("cut", "descriptions_cut", "lost_history", "over_limit")}
+    assert counts == {"cut": 63, "descriptions_cut": 45, "lost_history": 0, "over_limit": 0}
+    renderer = ChatRenderer(tokenizer)
+    alone = sum(len(renderer.prompt_ids(pb.build_messages(t.entry, "p", drop_oldest=100))) > 4000 for t in tasks)
+    assert alone == 45  # the candidates alone (no history) are over the budget in exactly these
+    for t in tasks:
+        assert len(t.prepared["ids"]) <= 4000 and t.entry["query"] in tokenizer.decode(t.prepared["ids"][-200:])
