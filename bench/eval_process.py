@@ -72,39 +72,6 @@ json.dump({"rows": rows, "load_seconds": loaded - start, "generate_seconds": tim
 '''
 
 
-LLAMA3_SPECIALS = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 6: "<|start_header_id|>",
-                   7: "<|end_header_id|>", 8: "<|eom_id|>", 9: "<|eot_id|>"}
-
-
-def read_tiktoken_ranks(path) -> dict[bytes, int]:
-    """tiktoken's file format (one `base64(token) rank` per line), read without tiktoken
-    (not installed here; transformers' converter asks for it only to read this file)."""
-    import base64
-
-    ranks = {}
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                token, rank = line.split()
-                ranks[base64.b64decode(token)] = int(rank)
-    return ranks
-
-
-def llama3_tokenizer(model_file: pathlib.Path):
-    """The LLaMA-3 tokenizer (its ranks + the 256 special tokens) with the LLaMA-3 chat template."""
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    from petool_jax.tokenizer import LLAMA3_CHAT_TEMPLATE
-
-    class Converter(TikTokenConverter):
-        load_tiktoken_bpe = staticmethod(read_tiktoken_ranks)
-
-    specials = [LLAMA3_SPECIALS.get(i, f"<|reserved_special_token_{i}|>") for i in range(256)]
-    backend = Converter(str(model_file), extra_special_tokens=specials).converted()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>",
-                                   eos_token="<|eot_id|>", pad_token="<|end_of_text|>",
-                                   chat_template=LLAMA3_CHAT_TEMPLATE)
 
 
 def build_inputs(work: pathlib.Path, n_entries: int) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
@@ -112,6 +79,7 @@ def build_inputs(work: pathlib.Path, n_entries: int) -> tuple[pathlib.Path, path
     model_dir, data, prompts = work / "model", work / f"entries_{n_entries}.json", work / f"prompts_{n_entries}.json"
     if not model_dir.is_dir():
         from petool_jax.config import LlamaConfig
+        from petool_jax.llama3_tokenizer import llama3_tokenizer
         from petool_jax.random_model import write_random_hf_model
 
         tok_dir = work / "tokenizer"

@@ -13,7 +13,6 @@ tokenization for all 1,836 instances."""
 
 from __future__ import annotations
 
-import base64
 import collections
 import hashlib
 import statistics
@@ -23,42 +22,20 @@ import numpy as np
 import pytest
 
 from petool_jax import petoolbench as pb
-from petool_jax.tokenizer import LLAMA3_CHAT_TEMPLATE
 
 EVAL_LIMIT = 4000  # eval run's --max-prompt-tokens default (the authors' 4,000)
 TRAIN_LIMIT = 4096  # the authors' SFT/DPO cutoff
-SPECIALS = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 6: "<|start_header_id|>",
-            7: "<|end_header_id|>", 8: "<|eom_id|>", 9: "<|eot_id|>"}
 ASSISTANT_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
-
-
-def load_ranks(path) -> dict[bytes, int]:
-    """tiktoken's file format (one `base64(token) rank` per line), read without tiktoken."""
-    ranks = {}
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                token, rank = line.split()
-                ranks[base64.b64decode(token)] = int(rank)
-    return ranks
 
 
 @pytest.fixture(scope="module")
 def tokenizer(shared_dir):
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    class Converter(TikTokenConverter):
-        load_tiktoken_bpe = staticmethod(load_ranks)
+    from petool_jax.llama3_tokenizer import llama3_tokenizer
 
     path = shared_dir / "llama3" / "tokenizer.model"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert digest.startswith("82e9d319") and digest.endswith("1b55")  # the data README's checksum
-    specials = [SPECIALS.get(i, f"<|reserved_special_token_{i}|>") for i in range(256)]
-    backend = Converter(str(path), extra_special_tokens=specials).converted()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>",
-                                   eos_token="<|eot_id|>", pad_token="<|end_of_text|>",
-                                   chat_template=LLAMA3_CHAT_TEMPLATE)
+    return llama3_tokenizer(path)
 
 
 @pytest.fixture(scope="module")
