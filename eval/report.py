@@ -124,6 +124,19 @@ def _answered_section(report: dict, settings) -> list[str]:
     return lines
 
 
+def _accuracy_figure(fig, ax, title: str, ylabel: str) -> bytes:
+    """A percentage axis (0-100), legend and title; the figure as PNG bytes, then closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
 def _png(fig) -> bytes:
     import io
 
@@ -150,12 +163,7 @@ def render_plots(report: dict) -> dict[str, bytes]:
                label=f"{scorer} {metric.replace('_acc', '')}")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(settings))])
     ax.set_xticklabels([SETTING_NAMES.get(s, s) for s in settings])
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
-    ax.set_title("Accuracy per setting")
-    plots["accuracy_by_setting.png"] = _png(fig)
-    plt.close(fig)
+    plots["accuracy_by_setting.png"] = _accuracy_figure(fig, ax, "Accuracy per setting", "accuracy (%)")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     labels = [b for b in history_bin_labels()
@@ -167,12 +175,8 @@ def render_plots(report: dict) -> dict[str, bytes]:
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels)
     ax.set_xlabel("user history length")
-    ax.set_ylabel("tool accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
-    ax.set_title("Accuracy vs history length")
-    plots["accuracy_by_history_length.png"] = _png(fig)
-    plt.close(fig)
+    plots["accuracy_by_history_length.png"] = _accuracy_figure(fig, ax, "Accuracy vs history length",
+                                                               "tool accuracy (%)")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     left = [0] * len(settings)

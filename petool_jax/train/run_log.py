@@ -45,25 +45,25 @@ class RunLog:
         write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def log(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                self.tb.add_scalar(key, value, record["step"])
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}")
-        self.bar.update(1)
+        """A training step's record: metrics.jsonl, TensorBoard, the progress bar."""
+        if self._write(record):
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}")
+            self.bar.update(1)
 
     def log_eval(self, record: dict) -> None:
         """A validation record ({"step", "val_loss", ...}) between the training records."""
+        self._write(record)
+
+    def _write(self, record: dict) -> bool:
+        """Append to metrics.jsonl and TensorBoard (process 0 only); whether it wrote."""
         if not self.enabled:
-            return
+            return False
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                 self.tb.add_scalar(key, value, record["step"])
+        return True
 
     def records(self) -> list[dict]:
         if not self.metrics_path.is_file():
