@@ -16,7 +16,7 @@ from petool_jax import config_files
 from petool_jax.errors import UserError
 
 DEFAULTS: dict[str, Any] = {
-    "model": None,  # HF dir, petool model dir, or (for DPO) an SFT run directory
+    "model": None,  # HF dir, petool model dir, LoRA adapter dir, or a training checkpoint RUN_DIR/checkpoints/N
     "data": {
         "train": None,  # file or list of files
         "format": "auto",  # auto | llamafactory | petoolbench
