@@ -4,8 +4,8 @@
 packing, no DPO prefix sharing, no cache), the Pallas splash kernel on TPU (causal, with or
 without packed segments), and otherwise `blockwise` from BLOCKWISE_MIN_LENGTH keys on and
 `xla` below. The threshold is where blockwise's SFT step time crosses xla's on the CPU
-(bench/results/scaling.json, BENCHMARKS.md "Attention: xla vs blockwise"); below it xla is
-faster and its T^2 temporaries are small.
+(bench/results/scaling_attention*.json, BENCHMARKS.md "Attention: xla vs blockwise"); below
+it xla is as fast or faster and its T^2 temporaries are small.
 
 An explicit kernel that cannot apply a mask kind is refused (never silently dropped), with
 one exception: a cached call (generation prefill) with `cudnn` or `splash` configured takes
@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from petool_jax.attention import KERNEL_MASKS, MASK_KINDS
 
-# Measured on this project's 2-vCPU VM (bench.scaling --sweeps attention): see the module doc.
-BLOCKWISE_MIN_LENGTH = 2048
+# Measured on this project's 2-vCPU VM (BENCHMARKS.md "Attention: xla vs blockwise"): the SFT
+# step's xla / blockwise time was 0.98 at 128 tokens, 0.92 at 256, 1.24 at 512 (but 0.93 in
+# separate processes), 1.38 / 1.43 at 1,024 and 1.5-3.8 beyond: the shortest length where
+# both measurements agree that blockwise is faster.
+BLOCKWISE_MIN_LENGTH = 1024
 
 
 def by_length(kv_len: int) -> str:

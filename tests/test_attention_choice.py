@@ -26,7 +26,7 @@ LONG, SHORT = BLOCKWISE_MIN_LENGTH, BLOCKWISE_MIN_LENGTH - 1
     ("tpu", SHORT, "prefix", "xla"), ("tpu", LONG, "prefix", "blockwise"), ("tpu", LONG, "cache", "blockwise"),
     # CPU: by length for every kind
     ("cpu", SHORT, "causal", "xla"), ("cpu", LONG, "causal", "blockwise"), ("cpu", 16384, "segments", "blockwise"),
-    ("cpu", 1024, "prefix", "xla"), ("cpu", 4096, "prefix", "blockwise"), ("cpu", LONG, "cache", "blockwise"),
+    ("cpu", SHORT, "prefix", "xla"), ("cpu", 4096, "prefix", "blockwise"), ("cpu", LONG, "cache", "blockwise"),
     # an explicit dense [B, T, S] mask always runs xla
     ("cpu", 16384, "dense", "xla"), ("gpu", 16384, "dense", "xla"), ("tpu", 128, "dense", "xla"),
 ])
@@ -35,7 +35,7 @@ def test_auto_resolution(backend, kv_len, kind, want):
 
 
 def test_threshold_is_the_measured_crossover():
-    assert BLOCKWISE_MIN_LENGTH == 2048  # bench/results/scaling.json, BENCHMARKS.md
+    assert BLOCKWISE_MIN_LENGTH == 1024  # bench/results/scaling_attention*.json, BENCHMARKS.md
 
 
 @pytest.mark.parametrize("requested,backend,kind,want", [
