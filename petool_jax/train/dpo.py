@@ -114,22 +114,26 @@ def dpo_normaliser(batch):
 
 def precompute_reference(policy_model, params, batcher: PairBatcher, mesh, n_pairs: int) -> np.ndarray:
     """[n_pairs, 2] reference log-probs (chosen, rejected) from the starting policy, one pass
-    over the data in training's own batch shapes."""
-    out = np.full((n_pairs, 2), np.nan, np.float64)
+    over the data in training's own batch shapes. Each host builds only its own rows (as in
+    training); the log-probs come back replicated and the rows' pair indices are a pure
+    function of the step, so every host fills the whole table."""
     from petool_jax.sharding import replicated
+    from petool_jax.train.setup import local_micro_rows
 
-    # replicated outputs: with several processes every host reads all rows' log-probs
+    out = np.full((n_pairs, 2), np.nan, np.float64)
     step_fn = jax.jit(lambda prm, mb: pair_logps(policy_model, prm, mb), out_shardings=replicated(mesh))
+    micro = batcher.micro_batch_size
+    local = local_micro_rows(mesh, micro)
     for step in range(batcher.steps_per_epoch()):
-        host = batcher.batch(step)
-        device = place_batch(host, mesh)
-        for a in range(host["pair_valid"].shape[0]):
+        _, rows = batcher.rows_of_step(step)
+        device = place_batch(batcher.batch(step, local=local), mesh)
+        for a in range(batcher.batch_size // micro):
             mb = {k: v[a] for k, v in device.items()}
             with mesh_rules(mesh):
-                c, r = jax.device_get(step_fn(params, mb))
-            valid = host["pair_valid"][a] > 0
-            idx = host["pair_index"][a][valid]
-            out[idx, 0], out[idx, 1] = np.asarray(c)[valid], np.asarray(r)[valid]
+                c, r = (np.asarray(x) for x in jax.device_get(step_fn(params, mb)))
+            for m, row in enumerate(rows[a * micro:(a + 1) * micro]):
+                for slot, i in enumerate(row):
+                    out[i] = c[m, slot], r[m, slot]
     if np.isnan(out).any():
         raise RuntimeError("precomputed reference: some pairs were never visited")
     return out
