@@ -76,11 +76,12 @@ def test_export_from_checkpoint_equals_export_of_model(world, run, tmp_path):
         assert (tmp_path / "peft" / "adapter_model.safetensors").is_file()
 
 
-def test_generate_and_eval_from_checkpoint(world, tmp_path, capsys):
+@pytest.mark.parametrize("run", ["lora", "full"])
+def test_generate_and_eval_from_checkpoint(world, run, tmp_path, capsys):
     outputs = {}
     for source in ("model", "checkpoints/2"):
         capsys.readouterr()
-        assert petool(["generate", "--model", str(world / "lora" / source), "--prompt", "hello", "--chat",
+        assert petool(["generate", "--model", str(world / run / source), "--prompt", "hello", "--chat",
                        "--max-new-tokens", "6", "--json"]) == 0
         outputs[source] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["token_ids"]
     assert outputs["model"] == outputs["checkpoints/2"] and len(outputs["model"]) > 0
@@ -88,7 +89,7 @@ def test_generate_and_eval_from_checkpoint(world, tmp_path, capsys):
     predictions = {}
     for source in ("model", "checkpoints/2"):
         out = tmp_path / source.replace("/", "_")
-        assert petool(["eval", "run", "--model", str(world / "full" / source), "--data", str(data), "--out", str(out),
+        assert petool(["eval", "run", "--model", str(world / run / source), "--data", str(data), "--out", str(out),
                        "--settings", "p", "--max-new-tokens", "8", "--batch-size", "2"]) == 0
         predictions[source] = [(r["entry_id"], r["response"]) for r in
                                map(json.loads, (out / "predictions.jsonl").read_text().splitlines())]
