@@ -79,7 +79,7 @@ def _block_mask(plan: Plan, meta: dict, i, j, batch: int, groups: int):
     return mask.reshape(batch, 1, groups * plan.bq, plan.bk)
 
 
-def _key_range(plan: Plan, meta: dict, i):
+def key_block_range(plan: Plan, meta: dict, i):
     """Key blocks [lo, hi) that query block i can see: up to the diagonal, from the
     earliest row start."""
     last_q_slot = meta["offset"] + (i + 1) * plan.bq - 1
@@ -88,7 +88,7 @@ def _key_range(plan: Plan, meta: dict, i):
     return lo, hi
 
 
-def _query_range(plan: Plan, meta: dict, j):
+def query_block_range(plan: Plan, meta: dict, j):
     """Query blocks [lo, nq) that can see key block j (empty when the block lies wholly
     before every row's start)."""
     lo = jnp.clip((j * plan.bk - meta["offset"]) // plan.bq, 0, plan.nq)
@@ -124,7 +124,7 @@ def _forward(plan: Plan, q_blocks, k_blocks, v_blocks, meta):
 
         init = (jnp.full(shape, BIG_NEG, jnp.float32), jnp.zeros(shape, jnp.float32),
                 jnp.zeros((*shape, q_i.shape[-1]), jnp.float32))
-        lo, hi = _key_range(plan, meta, i)
+        lo, hi = key_block_range(plan, meta, i)
         m, l, acc = jax.lax.fori_loop(lo, hi, step, init)
         seen = l > 0
         out = jnp.where(seen[..., None], acc / jnp.where(seen, l, 1.0)[..., None], 0.0)
@@ -172,7 +172,7 @@ def _flash_bwd(plan, residuals, d_out):
             return dq, dk, dv
 
         zeros = jnp.zeros(k_j.shape, jnp.float32)
-        dq, dk, dv = jax.lax.fori_loop(_query_range(plan, meta, j), plan.nq, step, (dq, zeros, zeros))
+        dq, dk, dv = jax.lax.fori_loop(query_block_range(plan, meta, j), plan.nq, step, (dq, zeros, zeros))
         return dq, (dk, dv)
 
     dq = jnp.zeros(q_blocks.shape, jnp.float32)

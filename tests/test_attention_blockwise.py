@@ -102,10 +102,10 @@ def test_key_blocks_above_the_diagonal_are_skipped():
                    has_start=True)
     meta = {"offset": jnp.int32(0), "start": jnp.asarray([40, 20])}
     # query block 3 sees key blocks 1..3 (block 0 lies before every row's start)
-    assert [int(x) for x in AB._key_range(plan, meta, 3)] == [1, 4]
-    assert [int(x) for x in AB._key_range(plan, meta, 0)] == [1, 1]  # nothing to do
-    assert int(AB._query_range(plan, meta, 2)) == 2
-    assert int(AB._query_range(plan, meta, 0)) == 4  # key block 0: nobody sees it
+    assert [int(x) for x in AB.key_block_range(plan, meta, 3)] == [1, 4]
+    assert [int(x) for x in AB.key_block_range(plan, meta, 0)] == [1, 1]  # nothing to do
+    assert int(AB.query_block_range(plan, meta, 2)) == 2
+    assert int(AB.query_block_range(plan, meta, 0)) == 4  # key block 0: nobody sees it
 
 
 def all_shapes(jaxpr):
@@ -174,6 +174,7 @@ def test_model_sft_loss_and_gradients_equal_xla(small_blocks):
     assert worst < TOL
 
 
+@pytest.mark.slow  # ~25-35 s; the prefix mask is covered per kernel above
 def test_model_dpo_pair_logps_and_gradients_equal_xla(small_blocks):
     from petool_jax.train.dpo import pair_logps
     from petool_jax.train.dpo_data import PairBatcher
@@ -199,6 +200,7 @@ def test_model_dpo_pair_logps_and_gradients_equal_xla(small_blocks):
     assert worst < TOL
 
 
+@pytest.mark.slow  # ~25 s; the cache mask is covered per kernel above
 def test_model_prefill_with_cache_spec_equals_dense_mask(small_blocks):
     """The prefill API for generation: pass attention.cache_spec instead of cache_mask."""
     from petool_jax.attention import cache_mask

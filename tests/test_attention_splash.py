@@ -69,6 +69,7 @@ def test_shard_map_wrapper_splits_rows_and_kv_heads():
     assert float(jnp.max(jnp.abs((np.asarray(got) - want)[real]))) < TOL
 
 
+@pytest.mark.slow  # ~15 s; the wrapper's sharding is checked with a stand-in above
 def test_the_real_kernel_under_a_mesh():
     mesh = make_mesh(1, 2, 2, devices=jax.devices()[:4])
     q, k, v, seg = inputs(2, 64, 4, 2, head_dim=16)
