@@ -57,9 +57,10 @@ def test_prefill_chunk_divides_the_bucket_and_bounds_the_scores():
             assert rows * 32 * chunk * bucket * 4 <= budget or chunk == generation.MIN_CHUNK
             assert chunk == bucket or rows * 32 * bucket * bucket * 4 > budget
     # 16 PEToolBench-length prompts (bucket 2,560), 4 heads (bench.eval_process's model):
-    # 64-slot chunks, 42 MB of scores against 1.7 GB for one unchunked pass.
-    assert generation.prefill_chunk(2560, 16, 4) == 64
-    assert generation.prefill_chunk(2560, 1, 4) == 512
+    # 16-slot chunks, 10.5 MB of scores against 1.7 GB for one unchunked pass.
+    assert generation.SCORES_BUDGET_BYTES == 16 * 2**20
+    assert generation.prefill_chunk(2560, 16, 4) == 16
+    assert generation.prefill_chunk(2560, 1, 4) == 256
 
 
 def prefill_cache(bundle, prompts, rows):
