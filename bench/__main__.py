@@ -72,7 +72,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", nargs="?", default="all",
-                        choices=("train", "dpo", "generate", "convert", "scaling", "eval_process", "accelerator", "all"))
+                        choices=("train", "dpo", "generate", "convert", "scaling", "eval_process", "accelerator",
+                                 "all"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "tpu"))
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args(argv)

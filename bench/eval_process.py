@@ -199,7 +199,8 @@ def table(r: dict) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench/results")
-    parser.add_argument("--work", default=str(pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "petool-bench-eval-process"))
+    parser.add_argument("--work", default=str(pathlib.Path(os.environ.get("TMPDIR", "/tmp"))
+                                              / "petool-bench-eval-process"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--entries", type=int, default=40)
     parser.add_argument("--sides", default="petool,transformers")
