@@ -53,7 +53,8 @@ def test_synthetic_batch_gathers_exactly_the_loss_positions():
 def test_suite_plans():
     from bench.__main__ import plan, result_name
 
-    assert list(plan("all", "cpu")) == ["train", "dpo", "generate", "convert", "scaling"]
+    assert list(plan("all", "cpu")) == ["train", "dpo", "generate", "convert", "scaling", "eval_process"]
+    assert result_name(plan("eval_process", "cpu")["eval_process"]) == "eval_process"
     assert plan("train", "gpu")["train"][0] == "bench.accelerator"
     assert "generate" not in plan("all", "tpu")
     assert result_name(["bench.generate", "--device", "cpu"]) == "generate.cpu"
