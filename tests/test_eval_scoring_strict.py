@@ -131,6 +131,8 @@ def test_report_counts_every_error_type_and_accuracies():
     assert strict_c == {
         "n": 4, "tool_acc": 0.5, "param_acc": 0.25, "param_acc_given_tool": 0.5, "call_acc": 0.25,
         "tool_correct": 2, "param_correct": 1, "call_correct": 1,
+        # no request failed: the answered-only denominator (the authors' API protocol) is all 4
+        "n_answered": 4, "tool_acc_answered": 0.5, "param_acc_answered": 0.25,
     }
     assert report["errors"]["c"] == {t: 0 for t in ERROR_TYPES} | {
         "parameter_value_mismatch": 1, "preference_mismatch": 1, "invalid_format": 1,
