@@ -38,7 +38,6 @@ def splash_block(length: int) -> int:
     raise ValueError(f"splash: length {length} is not a multiple of {MIN_BLOCK}")
 
 
-@functools.lru_cache(maxsize=None)
 def make_kernel(groups: int, length: int, interpret: bool):
     """The MQA splash kernel for G query heads over `length` (padded) tokens, causal."""
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
@@ -48,6 +47,8 @@ def make_kernel(groups: int, length: int, interpret: bool):
     mask = sm.MultiHeadMask([sm.CausalMask((length, length)) for _ in range(groups)])
     sizes = sk.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                           block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
+    # Built per call, not cached: the kernel holds mask arrays made under the trace that asked
+    # for it, and a cached one met in a later trace (the model's layer scan) is a leaked tracer.
     return sk.make_splash_mqa(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
 
 
