@@ -179,8 +179,6 @@ def decode(config, *, batches, prompt_tokens: int, new_tokens: int, bandwidth: d
     """petool's prefill + lax.while_loop decode (generation.py) on a random bf16 model; each
     batch size is saved as soon as it is measured (a later one may run out of memory)."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
     from petool_jax.config import RuntimeOptions
     from petool_jax.generation import jitted_generation, prompt_bucket

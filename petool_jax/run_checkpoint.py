@@ -19,7 +19,7 @@ import pathlib
 import numpy as np
 from flax import traverse_util
 
-from petool_jax.checkpoint import MARKER, is_petool_model
+from petool_jax.checkpoint import MARKER
 from petool_jax.config import LlamaConfig, read_hf_config
 from petool_jax.errors import UserError
 
