@@ -65,8 +65,12 @@ def run_eval(options: RunOptions, out, settings, limit=None, retry_failed=False,
         runner = runner or make_runner(options.model, options)
         started, written = time.monotonic(), 0
         with PredictionWriter(path) as writer:
-            for batch in runner.plan(tasks, options.batch_size):
-                rows = runner.run_batch(batch)
+            batches = runner.plan(tasks, options.batch_size)
+            # A runner may overlap batches (run_batches: the JAX model computes the next one
+            # while a batch's rows are written); each batch is still written when it is done.
+            results = (runner.run_batches(batches) if hasattr(runner, "run_batches")
+                       else (runner.run_batch(batch) for batch in batches))
+            for rows in results:
                 writer.write_batch(rows)
                 written += len(rows)
                 if options.progress:

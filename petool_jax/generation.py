@@ -9,32 +9,43 @@ then the one just sampled) and samples the next, stopping when all rows hit an e
 
 Shapes are few on purpose: prompt lengths are rounded up to buckets (four per octave), a
 batch has a power-of-two number of rows (at most batch_size), so a whole benchmark compiles
-a handful of times. The prefill's query chunk is sized so that one chunk's float32
-attention scores stay under SCORES_BUDGET_BYTES whatever the batch and length: memory does
-not grow with T^2, and later chunks attend only to the slots written so far (causal work).
+a handful of times. The prefill runs the batch in passes of prefill_rows rows, each pass
+over the whole prompt at once, so its matmuls are large, with memory bounded twice: the
+rows of a pass are as many as keep its MLP activations under ACTIVATION_BUDGET_BYTES, and
+its attention is the blockwise kernel (no T x T array; the causal upper triangle and the
+padding before the rows' starts are skipped) where `auto` picks it (from 1,024 keys on the
+CPU, attention_choice.py). A pass whose attention is the dense xla kernel instead runs in
+query chunks sized so that one chunk's float32 scores stay under SCORES_BUDGET_BYTES.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from petool_jax.attention import cache_mask
+from petool_jax.attention import cache_mask, cache_spec
+from petool_jax.attention_choice import resolve_attention
 from petool_jax.config import LlamaConfig, RuntimeOptions
 from petool_jax.loading import ModelBundle, load_model  # noqa: F401  (part of this module's API)
 from petool_jax.model import Llama, init_cache
 from petool_jax.sharding import batch_sharding, mesh_rules, replicated
 
 MIN_BUCKET = 64
-# One prefill chunk's attention scores, [rows, heads, chunk, slots] float32, stay under this
-# (XLA also holds their exponentials: about twice this at the peak). 16 rows of 3,700-4,000
-# tokens, 4 heads: peak RSS 0.84 GB at 64 MB (64-slot chunks), 0.78 at 32, 0.73 at 16, for
-# 34.6, 34.9 and 38.4 CPU-s (shared VM, noisy): eval's memory target needs the 16.
+# One prefill pass's MLP activations (rows x slots x intermediate_size float32; the gate, the
+# up projection and their product are live at once) stay under this. 16 rows of 2,560 slots,
+# bench.eval_process's model (intermediate 1,024): passes of 4 rows, 3.7-3.9 s and 156 MiB of
+# XLA temporaries, against 4.7-4.8 s / 80 MiB for 1 row, 4.7-5.5 s / 541 MiB for all 16 and
+# 9.6 s for the former chunked prefill of all 16 (quiet 2-vCPU VM).
+ACTIVATION_BUDGET_BYTES = 128 * 2**20
+# A prefill pass with the dense xla kernel (below 1,024 keys on the CPU, or attention: xla)
+# runs in query chunks whose attention scores, [rows, heads, chunk, slots] float32, stay
+# under this (XLA also holds their exponentials: about twice this at the peak). When all 16
+# rows of 3,700-4,000 tokens ran this way: peak RSS 0.84 GB at 64 MB, 0.73 at 16.
 SCORES_BUDGET_BYTES = 16 * 2**20
 MIN_CHUNK = 16
 # Key windows of a chunked prefill: more windows skip more of the causal upper triangle
@@ -85,6 +96,17 @@ def prefill_chunk(bucket: int, rows: int = 1, heads: int = 1) -> int:
     return chunk
 
 
+def prefill_rows(rows: int, bucket: int, intermediate_size: int) -> int:
+    """Rows of one prefill pass: the largest power of two dividing `rows` whose MLP
+    activations (3 x pass rows x bucket x intermediate_size float32) fit
+    ACTIVATION_BUDGET_BYTES, at least 1."""
+    per_row = 3 * bucket * intermediate_size * 4
+    group = rows & -rows  # the largest power of two dividing rows
+    while group > 1 and group * per_row > ACTIVATION_BUDGET_BYTES:
+        group //= 2
+    return group
+
+
 def batch_rows(n_prompts: int, batch_size: int, multiple: int = 1) -> int:
     """Rows of a batch holding n_prompts: the smallest power of two >= n_prompts (padding
     rows cost as much as real ones), at most batch_size, a multiple of `multiple` (the
@@ -128,18 +150,46 @@ def sample_tokens(logits_BxV, key, temperature, top_p, greedy: bool):
 def prefill(model: Llama, params, tokens_BxT, start_B, cache_len: int) -> KVCache:
     """A KVCache of `cache_len` slots holding tokens_BxT at slots [0, T).
 
-    The logits are never used, so XLA drops the vocabulary projection. The prompt runs in
-    query chunks of prefill_chunk slots, looped (lax.fori_loop) inside at most
-    PREFILL_WINDOWS key windows: a chunk of window w attends to the slots [0, end of window
-    w) only. Attention work is (w + 1) / 2w of one T x T pass (62.5% at 4 windows), memory
-    one chunk's scores, and compilation one loop body per window."""
+    The logits are never used, so XLA drops the vocabulary projection. The rows run in
+    passes of prefill_rows rows (a lax.fori_loop writing each pass into the batch's cache);
+    a pass is one model call over all T slots when its attention kernel never builds T x T
+    scores (blockwise, the `auto` choice from 1,024 keys on the CPU), else
+    prefill_chunked's query chunks."""
     config = model.config
     batch, length = tokens_BxT.shape
     dtype = jnp.dtype(model.options.dtype)
-    chunk = prefill_chunk(length, batch, config.num_attention_heads)
+    group = prefill_rows(batch, length, config.intermediate_size)
+    kernel = resolve_attention(model.options.attention, jax.default_backend(), length, "cache")
+    chunk = prefill_chunk(length, group, config.num_attention_heads) if kernel == "xla" else length
+
+    def one_pass(g, cache):
+        tokens = jax.lax.dynamic_slice_in_dim(tokens_BxT, g * group, group, axis=0)
+        start = jax.lax.dynamic_slice_in_dim(start_B, g * group, group, axis=0)
+        if chunk == length:
+            positions = jnp.maximum(jnp.arange(length)[None, :] - start[:, None], 0)
+            layers = init_cache(config, group, length, dtype)
+            _, layers = model.apply({"params": params}, tokens, positions, cache_spec(start, 0), cache=layers,
+                                    cache_index=0)
+        else:
+            layers = prefill_chunked(model, params, tokens, start, chunk)
+        return {name: jax.lax.dynamic_update_slice(cache[name], layers[name], (0, g * group, 0, 0, 0))
+                for name in cache}
+
+    cache = jax.lax.fori_loop(0, batch // group, one_pass, init_cache(config, batch, cache_len, dtype))
+    return KVCache(cache["k"], cache["v"], start_B)
+
+
+def prefill_chunked(model: Llama, params, tokens_BxT, start_B, chunk: int) -> dict:
+    """The stacked {"k", "v"} cache of tokens_BxT ([B, T] slots), in query chunks of `chunk`
+    slots looped (lax.fori_loop) inside at most PREFILL_WINDOWS key windows: a chunk of
+    window w attends to the slots [0, end of window w) only. Attention work is
+    (w + 1) / 2w of one T x T pass (62.5% at 4 windows), memory one chunk's scores, and
+    compilation one loop body per window."""
+    config = model.config
+    batch, length = tokens_BxT.shape
     n_chunks = length // chunk
     per_window = -(-n_chunks // PREFILL_WINDOWS)
-    layers = init_cache(config, batch, 0, dtype)
+    layers = init_cache(config, batch, 0, jnp.dtype(model.options.dtype))
     for first in range(0, n_chunks, per_window):
         count = min(per_window, n_chunks - first)
         hi = (first + count) * chunk
@@ -156,8 +206,7 @@ def prefill(model: Llama, params, tokens_BxT, start_B, cache_len: int) -> KVCach
             return layers
 
         layers = jax.lax.fori_loop(0, count, body, layers)
-    grow = ((0, 0), (0, 0), (0, cache_len - length), (0, 0), (0, 0))
-    return KVCache(jnp.pad(layers["k"], grow), jnp.pad(layers["v"], grow), start_B)
+    return layers
 
 
 def decode(model: Llama, params, cache: KVCache, last_B, prompt_len, active_B, stop_ids, key, temperature,
@@ -238,21 +287,18 @@ def pack_batch(prompts: list[list[int]], rows: int, pad_id: int):
     return tokens, last, start, active
 
 
-def generate_batch(bundle: ModelBundle, prompts: list[list[int]], max_new_tokens: int = 256,
-                   temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
-                   progress: bool = True, stop_ids: tuple[int, ...] | None = None) -> list[list[int]]:
-    """Generated ids per prompt (end token excluded), in input order.
+def generate_batches(bundle: ModelBundle, batches: Iterable[list[list[int]]], max_new_tokens: int = 256,
+                     temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
+                     stop_ids: tuple[int, ...] | None = None) -> Iterator[list[list[int]]]:
+    """Generated ids (end token excluded) of each batch of prompts, batch by batch, in order.
 
-    Prompts are sorted by length and grouped by plan_batches, so each batch pads little;
-    a batch has batch_rows rows (a power of two up to `batch_size`, rounded up to the
-    mesh's data-parallel size).
-    """
+    One batch runs ahead: batch i + 1 is packed, traced, compiled where its shape is new
+    and dispatched before batch i's tokens are read back, so that host work and compilation
+    overlap the computation instead of waiting for it (JAX dispatches asynchronously). Each
+    batch is padded to batch_rows rows (a power of two up to `batch_size`, rounded up to the
+    mesh's data-parallel size); pass batches from plan_batches so that none pads rows."""
     from petool_jax.tokenizer import end_token_ids
 
-    if not prompts:
-        return []
-    if any(len(p) == 0 for p in prompts):
-        raise ValueError("empty prompt")
     if stop_ids is None:
         stop_ids = (end_token_ids(bundle.tokenizer, bundle.config, (bundle.path, bundle.base_path))
                     if bundle.tokenizer else bundle.config.eos_token_ids)
@@ -262,29 +308,64 @@ def generate_batch(bundle: ModelBundle, prompts: list[list[int]], max_new_tokens
     dp = mesh.shape["data"] * mesh.shape["fsdp"]
     pad_id = bundle.config.pad_token_id or 0
     stop = jnp.asarray(np.asarray(stop_ids or (-2,), np.int32))
-    results: list[list[int] | None] = [None] * len(prompts)
     key = jax.random.key(seed)
-    bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
-    for idx in plan_batches([len(p) for p in prompts], batch_size):
-        rows = batch_rows(len(idx), batch_size, dp)
-        tokens, last, start, active = pack_batch([prompts[i] for i in idx], rows, pad_id)
-        length = tokens.shape[1]
+
+    def launch(prompts: list[list[int]], key):
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("empty prompt" if prompts else "empty batch")
+        tokens, last, start, active = pack_batch(prompts, batch_rows(len(prompts), batch_size, dp), pad_id)
         rows_1d = batch_sharding(mesh, 1)
-        key, sub = jax.random.split(key)
         with mesh_rules(mesh):
             cache = jitted.prefill(bundle.params, jax.device_put(tokens, batch_sharding(mesh, 2)),
                                    jax.device_put(start, rows_1d))
-            out, _ = jitted.decode(bundle.params, cache, jax.device_put(last, rows_1d), jnp.int32(length),
-                                   jax.device_put(active, rows_1d), jax.device_put(stop, replicated(mesh)), sub,
+            out, _ = jitted.decode(bundle.params, cache, jax.device_put(last, rows_1d), jnp.int32(tokens.shape[1]),
+                                   jax.device_put(active, rows_1d), jax.device_put(stop, replicated(mesh)), key,
                                    jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p))
-        out = np.asarray(out)
-        for r, i in enumerate(idx):
+        return len(prompts), out
+
+    def collect(launched) -> list[list[int]]:
+        n, out = launched
+        results = []
+        for row in np.asarray(out)[:n].tolist():
             ids = []
-            for t in out[r].tolist():
+            for t in row:
                 if t < 0 or t in stop_ids:
                     break
                 ids.append(t)
-            results[i] = ids
+            results.append(ids)
+        return results
+
+    pending = None
+    for prompts in batches:
+        key, sub = jax.random.split(key)
+        launched = launch(prompts, sub)
+        if pending is not None:
+            yield collect(pending)
+        pending = launched
+    if pending is not None:
+        yield collect(pending)
+
+
+def generate_batch(bundle: ModelBundle, prompts: list[list[int]], max_new_tokens: int = 256,
+                   temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
+                   progress: bool = True, stop_ids: tuple[int, ...] | None = None) -> list[list[int]]:
+    """Generated ids per prompt (end token excluded), in input order.
+
+    Prompts are sorted by length and grouped by plan_batches, so each batch pads little,
+    then run by generate_batches."""
+    if not prompts:
+        return []
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("empty prompt")
+    groups = plan_batches([len(p) for p in prompts], batch_size)
+    results: list[list[int] | None] = [None] * len(prompts)
+    bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
+    generated = generate_batches(bundle, ([prompts[i] for i in idx] for idx in groups),
+                                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                 batch_size=batch_size, stop_ids=stop_ids)
+    for idx, ids in zip(groups, generated):
+        for i, one in zip(idx, ids):
+            results[i] = one
         bar.update(len(idx))
     bar.close()
     return results

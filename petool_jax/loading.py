@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 from petool_jax.checkpoint import is_petool_model, load_params, read_model_config
 from petool_jax.config import LlamaConfig, RuntimeOptions
 from petool_jax.errors import UserError
+from petool_jax.host_memory import release_freed_host_memory
 from petool_jax.model import Llama
 from petool_jax.sharding import check_divisible, logical_to_sharding, make_mesh
 
@@ -124,7 +125,9 @@ def load_model(path: str | pathlib.Path, dtype: str = "float32", param_dtype: st
         params = load_params(path, target)
     else:
         config, host_params, _ = read_hf_params(path, progress=progress)
-        params = place_params(host_params, config, base_options, mesh)
+        params = jax.block_until_ready(place_params(host_params, config, base_options, mesh))
+        del host_params
+        release_freed_host_memory()  # the host copies' pages (see host_memory.py)
     tokenizer = load_tokenizer(path) if with_tokenizer else None
     return ModelBundle(config, base_options, Llama(config, base_options), params, mesh, tokenizer, str(path))
 

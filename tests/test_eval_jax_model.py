@@ -16,6 +16,7 @@ from eval.predictions import load_predictions
 from eval_fixtures import small_benchmark, write_json
 from hf_fixtures import make_hf_model
 from petool_jax import generation
+from petool_jax.attention_choice import resolve_attention
 from petool_jax import petoolbench as pb
 from petool_jax.app.cli import main as petool
 from petool_jax.tokenizer import end_token_ids
@@ -60,13 +61,16 @@ def test_eval_run_with_a_jax_model_end_to_end(hf_model, tmp_path, monkeypatch, c
     data = write_json(tmp_path / "user_entries_test.json", entries)
     out = tmp_path / "run"
     calls = []
-    real_generate = generation.generate_batch
+    real_generate = generation.generate_batches
 
-    def counting_generate(bundle, prompts, **kw):
-        calls.append([len(p) for p in prompts])
-        return real_generate(bundle, prompts, **kw)
+    def counting_generate(bundle, batches, **kw):
+        def seen():
+            for prompts in batches:
+                calls.append([len(p) for p in prompts])
+                yield prompts
+        return real_generate(bundle, seen(), **kw)
 
-    monkeypatch.setattr(generation, "generate_batch", counting_generate)
+    monkeypatch.setattr(generation, "generate_batches", counting_generate)
     args = ["eval", "run", "--model", str(model_dir), "--data", str(data), "--out", str(out),
             "--batch-size", "4", "--max-new-tokens", str(MAX_NEW), "--max-prompt-tokens", str(BUDGET)]
     assert petool(args) == 0
@@ -101,14 +105,15 @@ def test_eval_run_with_a_jax_model_end_to_end(hf_model, tmp_path, monkeypatch, c
             assert text.endswith(entry["query"] + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
             assert all(c["tool_name"] in text for c in pb.candidates(entry))
             # Generation of this prompt alone (batch 1, greedy, the run's stop tokens).
-            (alone,) = real_generate(bundle, [prompt], max_new_tokens=MAX_NEW, batch_size=1, progress=False)
+            (alone,) = generation.generate_batch(bundle, [prompt], max_new_tokens=MAX_NEW, batch_size=1, progress=False)
             assert row["response"] == tokenizer.decode(alone, skip_special_tokens=True)
             assert row["ok"] is True and row["error"] is None
     assert shortened == {(e, s): e != 2 for e in (1, 2, 3) for s in pb.SETTINGS}
-    # These prompts (1,324-1,374 tokens) take generation's chunked prefill (chunk < bucket):
-    # the longest one's answer equals transformers' greedy one.
+    # These prompts (1,324-1,374 tokens) take generation's one-pass blockwise prefill (the
+    # `auto` kernel from 1,024 keys on the CPU): the longest one's answer equals transformers'
+    # greedy one.
     bucket = generation.prompt_bucket(max(r["prompt_tokens"] for r in rows.values()) - 1)
-    assert generation.prefill_chunk(bucket, 4, bundle.config.num_attention_heads) < bucket
+    assert resolve_attention(bundle.options.attention, "cpu", bucket, "cache") == "blockwise"
     key, row = max(rows.items(), key=lambda kv: kv[1]["prompt_tokens"])
     entry = next(e for e in entries if e["entry_id"] == key[0])
     prompt = _prompt(tokenizer, entry, key[1], row["n_dropped"])

@@ -32,9 +32,10 @@ class StubGeneration:
     def __init__(self, tokenizer, answers):
         self.tokenizer, self.answers, self.calls = tokenizer, answers, []
 
-    def generate_batch(self, bundle, prompts, **kw):
-        self.calls.append((prompts, kw))
-        return [self.tokenizer.encode(self.answers[len(p)], add_special_tokens=False) for p in prompts]
+    def generate_batches(self, bundle, batches, **kw):
+        for prompts in batches:
+            self.calls.append((prompts, kw))
+            yield [self.tokenizer.encode(self.answers[len(p)], add_special_tokens=False) for p in prompts]
 
 
 def _runner(tokenizer, **options):

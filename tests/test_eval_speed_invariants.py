@@ -1,5 +1,6 @@
 """What eval's speed levers must not change: how prompts are grouped into batches, how the
-prefill is cut into chunks and key windows, and in which order prompts arrive. Answers and
+prefill is cut into passes of rows, chunks and key windows, which attention kernel it
+takes, and in which order prompts arrive. Answers and
 KV caches stay the same; only the shapes (and the work and memory) change."""
 
 import jax
@@ -115,3 +116,65 @@ def test_answers_do_not_depend_on_order_batch_size_or_chunking(bundle, monkeypat
         assert answers(prompts, 4) == reference
     finally:
         generation.jitted_generation.cache_clear()
+
+
+def test_prefill_rows_bound_the_activations():
+    budget = generation.ACTIVATION_BUDGET_BYTES
+    for rows in (1, 2, 3, 8, 12, 16):
+        for bucket in (64, 1024, 2560, 4096, 10240):
+            group = generation.prefill_rows(rows, bucket, 1024)
+            assert rows % group == 0 and group & (group - 1) == 0
+            assert group * 3 * bucket * 1024 * 4 <= budget or group == 1
+            assert group == rows & -rows or 2 * group * 3 * bucket * 1024 * 4 > budget  # as many as fit
+    # bench.eval_process's batches (intermediate 1,024): 4 rows of 2,560 slots, 2 of 4,096.
+    assert generation.ACTIVATION_BUDGET_BYTES == 128 * 2**20
+    assert [generation.prefill_rows(16, b, 1024) for b in (2560, 3072, 4096)] == [4, 2, 2]
+    assert generation.prefill_rows(12, 64, 1024) == 4
+
+
+@pytest.mark.parametrize("attention", ["xla", "blockwise"])
+def test_prefill_in_row_passes_equals_one_pass(attention, monkeypatch):
+    options = RuntimeOptions(attention=attention)
+    mesh = make_mesh(devices=jax.devices()[:1])
+    bundle = ModelBundle(CONFIG, options, Llama(CONFIG, options), init_params(CONFIG, options, mesh, seed=1), mesh)
+    rng = np.random.RandomState(3)
+    prompts = [rng.randint(0, 256, size=n).tolist() for n in (250, 190, 97, 5)]
+    try:
+        generation.jitted_generation.cache_clear()
+        one_pass, bucket = prefill_cache(bundle, prompts, 4)
+        # a budget of one row's activations: 4 passes of 1 row
+        monkeypatch.setattr(generation, "ACTIVATION_BUDGET_BYTES", 3 * 256 * CONFIG.intermediate_size * 4)
+        assert generation.prefill_rows(4, bucket, CONFIG.intermediate_size) == 1
+        generation.jitted_generation.cache_clear()
+        by_row, _ = prefill_cache(bundle, prompts, 4)
+    finally:
+        generation.jitted_generation.cache_clear()
+    start = np.asarray(one_pass.start)
+    for name in ("k", "v"):
+        a, b = np.asarray(getattr(by_row, name)), np.asarray(getattr(one_pass, name))
+        for r in range(4):
+            np.testing.assert_allclose(a[:, r, start[r]:bucket], b[:, r, start[r]:bucket], atol=1e-6, rtol=0)
+        assert not a[:, :, bucket:].any()
+
+
+def test_blockwise_prefill_equals_the_xla_one(bundle):
+    """The one-pass blockwise prefill (auto's choice from 1,024 keys on the CPU) gives the
+    cache the dense chunked one gives, and the same answers."""
+    rng = np.random.RandomState(4)
+    prompts = [rng.randint(0, 256, size=n).tolist() for n in (250, 190, 97, 5)]
+    caches, answers = {}, {}
+    for attention in ("xla", "blockwise"):
+        options = RuntimeOptions(attention=attention)
+        other = ModelBundle(CONFIG, options, Llama(CONFIG, options), bundle.params, bundle.mesh)
+        generation.jitted_generation.cache_clear()
+        caches[attention], bucket = prefill_cache(other, prompts, 4)
+        answers[attention] = generation.generate_batch(other, prompts, max_new_tokens=8, batch_size=4, stop_ids=(),
+                                                       progress=False)
+    generation.jitted_generation.cache_clear()
+    start = np.asarray(caches["xla"].start)
+    for name in ("k", "v"):
+        a, b = np.asarray(getattr(caches["blockwise"], name)), np.asarray(getattr(caches["xla"], name))
+        for r in range(4):
+            np.testing.assert_allclose(a[:, r, start[r]:bucket], b[:, r, start[r]:bucket], atol=1e-5, rtol=0)
+    assert answers["blockwise"] == answers["xla"]
+    assert len({tuple(a) for a in answers["xla"]}) > 1

@@ -43,8 +43,9 @@ def _entries():
 
 
 class EchoGeneration:
-    def generate_batch(self, bundle, prompts, **kw):
-        return [[] for _ in prompts]
+    def generate_batches(self, bundle, batches, **kw):
+        for prompts in batches:
+            yield [[] for _ in prompts]
 
 
 def _runner(tokenizer, **options):

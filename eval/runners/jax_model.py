@@ -4,7 +4,7 @@ Prompts go through the model tokenizer's own chat template; one that exceeds
 --max-prompt-tokens is cut as --truncation says (eval/truncation.py: by default its OLDEST
 history entries, then its longest candidate descriptions, never the query; `authors`: the
 authors' right cut). Tasks are sorted by prompt length before batching so each batch pads
-little, and every batch is written before the next is generated.
+little; every batch is written as soon as it is generated, while the next one computes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from eval.predictions import prediction_row
 from eval.runners.task import EvalTask
 from eval.scoring import TRUNCATION_FLAGS
 from petool_jax.chat import ChatRenderer
+from petool_jax.host_memory import release_freed_host_memory
 
 
 # Tokenizer classes that are tokenizer.json as it is: loaded without AutoTokenizer, whose
@@ -66,18 +67,25 @@ class JaxModelRunner:
         from petool_jax.generation import plan_batches
 
         groups = plan_batches([len(t.prepared["ids"]) for t in tasks], batch_size)
+        release_freed_host_memory()  # the tokenizer's work, before generation's peak (host_memory.py)
         return [[tasks[i] for i in group] for group in groups]
 
     def run_batch(self, batch: list[EvalTask]) -> list[dict]:
+        return next(self.run_batches([batch]))
+
+    def run_batches(self, batches: list[list[EvalTask]]):
+        """Prediction rows batch by batch; generation runs one batch ahead (see
+        generation.generate_batches), so a batch is written while the next one computes."""
         o = self.options
-        generated = self._generation.generate_batch(
-            self.bundle, [t.prepared["ids"] for t in batch], max_new_tokens=o.max_new_tokens,
-            temperature=o.temperature, top_p=o.top_p, seed=o.seed, batch_size=o.batch_size, progress=False)
-        rows = []
-        for t, ids in zip(batch, generated):
-            row = prediction_row(t.entry["entry_id"], t.setting, self.tokenizer.decode(ids, skip_special_tokens=True),
-                                 prompt_tokens=len(t.prepared["ids"]), n_dropped=t.prepared["n_dropped"])
-            facts = t.prepared.get("truncation") or {}
-            row.update({k: facts[k] for k in TRUNCATION_FLAGS if k in facts}, shortened=bool(facts.get("cut")))
-            rows.append(row)
-        return rows
+        generated = self._generation.generate_batches(
+            self.bundle, ([t.prepared["ids"] for t in batch] for batch in batches), max_new_tokens=o.max_new_tokens,
+            temperature=o.temperature, top_p=o.top_p, seed=o.seed, batch_size=o.batch_size)
+        for batch, ids_per_task in zip(batches, generated):
+            yield [self._row(t, ids) for t, ids in zip(batch, ids_per_task)]
+
+    def _row(self, task: EvalTask, ids: list[int]) -> dict:
+        row = prediction_row(task.entry["entry_id"], task.setting, self.tokenizer.decode(ids, skip_special_tokens=True),
+                             prompt_tokens=len(task.prepared["ids"]), n_dropped=task.prepared["n_dropped"])
+        facts = task.prepared.get("truncation") or {}
+        row.update({k: facts[k] for k in TRUNCATION_FLAGS if k in facts}, shortened=bool(facts.get("cut")))
+        return row
