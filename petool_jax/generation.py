@@ -96,15 +96,15 @@ def prefill_chunk(bucket: int, rows: int = 1, heads: int = 1) -> int:
     return chunk
 
 
-def prefill_rows(rows: int, bucket: int, intermediate_size: int) -> int:
-    """Rows of one prefill pass: the largest power of two dividing `rows` whose MLP
-    activations (3 x pass rows x bucket x intermediate_size float32) fit
-    ACTIVATION_BUDGET_BYTES, at least 1."""
+def prefill_rows(rows: int, bucket: int, intermediate_size: int, multiple: int = 1) -> int:
+    """Rows of one prefill pass: the most rows, a divisor of `rows` and a multiple of
+    `multiple` (the mesh's data-parallel size, which divides `rows`), whose MLP activations
+    (3 x pass rows x bucket x intermediate_size float32) fit ACTIVATION_BUDGET_BYTES; else
+    `multiple`."""
     per_row = 3 * bucket * intermediate_size * 4
-    group = rows & -rows  # the largest power of two dividing rows
-    while group > 1 and group * per_row > ACTIVATION_BUDGET_BYTES:
-        group //= 2
-    return group
+    fitting = [g for g in range(multiple, rows + 1, multiple)
+               if rows % g == 0 and g * per_row <= ACTIVATION_BUDGET_BYTES]
+    return max(fitting, default=multiple)
 
 
 def batch_rows(n_prompts: int, batch_size: int, multiple: int = 1) -> int:
@@ -147,24 +147,30 @@ def sample_tokens(logits_BxV, key, temperature, top_p, greedy: bool):
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-def prefill(model: Llama, params, tokens_BxT, start_B, cache_len: int) -> KVCache:
+def prefill(model: Llama, params, tokens_BxT, start_B, cache_len: int, row_multiple: int = 1) -> KVCache:
     """A KVCache of `cache_len` slots holding tokens_BxT at slots [0, T).
 
     The logits are never used, so XLA drops the vocabulary projection. The rows run in
     passes of prefill_rows rows (a lax.fori_loop writing each pass into the batch's cache);
     a pass is one model call over all T slots when its attention kernel never builds T x T
     scores (blockwise, the `auto` choice from 1,024 keys on the CPU), else
-    prefill_chunked's query chunks."""
+    prefill_chunked's query chunks. `row_multiple`: the mesh's data-parallel size. The rows
+    are sharded over it in contiguous blocks, and a pass takes the same number of rows
+    from every block, so that each pass runs on all devices without moving rows."""
     config = model.config
     batch, length = tokens_BxT.shape
     dtype = jnp.dtype(model.options.dtype)
-    group = prefill_rows(batch, length, config.intermediate_size)
+    group = prefill_rows(batch, length, config.intermediate_size, row_multiple)
+    passes, per_block = batch // group, group // row_multiple
     kernel = resolve_attention(model.options.attention, jax.default_backend(), length, "cache")
     chunk = prefill_chunk(length, group, config.num_attention_heads) if kernel == "xla" else length
+    # Row r = (block d, pass g, j) with r = d * (batch / row_multiple) + g * per_block + j.
+    tokens_DxPxJxT = tokens_BxT.reshape(row_multiple, passes, per_block, length)
+    start_DxPxJ = start_B.reshape(row_multiple, passes, per_block)
 
     def one_pass(g, cache):
-        tokens = jax.lax.dynamic_slice_in_dim(tokens_BxT, g * group, group, axis=0)
-        start = jax.lax.dynamic_slice_in_dim(start_B, g * group, group, axis=0)
+        tokens = jax.lax.dynamic_index_in_dim(tokens_DxPxJxT, g, axis=1, keepdims=False).reshape(group, length)
+        start = jax.lax.dynamic_index_in_dim(start_DxPxJ, g, axis=1, keepdims=False).reshape(group)
         if chunk == length:
             positions = jnp.maximum(jnp.arange(length)[None, :] - start[:, None], 0)
             layers = init_cache(config, group, length, dtype)
@@ -172,11 +178,16 @@ def prefill(model: Llama, params, tokens_BxT, start_B, cache_len: int) -> KVCach
                                     cache_index=0)
         else:
             layers = prefill_chunked(model, params, tokens, start, chunk)
-        return {name: jax.lax.dynamic_update_slice(cache[name], layers[name], (0, g * group, 0, 0, 0))
+        return {name: jax.lax.dynamic_update_slice(
+                    cache[name], layers[name].reshape(config.num_hidden_layers, row_multiple, 1, per_block,
+                                                      *layers[name].shape[2:]), (0, 0, g, 0, 0, 0, 0))
                 for name in cache}
 
-    cache = jax.lax.fori_loop(0, batch // group, one_pass, init_cache(config, batch, cache_len, dtype))
-    return KVCache(cache["k"], cache["v"], start_B)
+    shape = (config.num_hidden_layers, row_multiple, passes, per_block, cache_len, config.num_key_value_heads,
+             config.head_dim)
+    cache = jax.lax.fori_loop(0, passes, one_pass, {name: jnp.zeros(shape, dtype) for name in ("k", "v")})
+    k, v = (cache[name].reshape(config.num_hidden_layers, batch, *shape[4:]) for name in ("k", "v"))
+    return KVCache(k, v, start_B)
 
 
 def prefill_chunked(model: Llama, params, tokens_BxT, start_B, chunk: int) -> dict:
@@ -251,14 +262,15 @@ class JittedGeneration(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def jitted_generation(config: LlamaConfig, options: RuntimeOptions, max_new_tokens: int,
-                      greedy: bool) -> JittedGeneration:
-    """prefill / decode jitted for one model, new-token limit and sampling mode (cached:
-    every batch of a run reuses them; jax compiles once per batch shape)."""
+                      greedy: bool, row_multiple: int = 1) -> JittedGeneration:
+    """prefill / decode jitted for one model, new-token limit, sampling mode and
+    data-parallel size (cached: every batch of a run reuses them; jax compiles once per
+    batch shape)."""
     model = Llama(config, options)
 
     @jax.jit
     def jit_prefill(params, tokens_BxT, start_B):
-        return prefill(model, params, tokens_BxT, start_B, tokens_BxT.shape[1] + max_new_tokens)
+        return prefill(model, params, tokens_BxT, start_B, tokens_BxT.shape[1] + max_new_tokens, row_multiple)
 
     @functools.partial(jax.jit, donate_argnums=(1,))
     def jit_decode(params, cache, last_B, prompt_len, active_B, stop_ids, key, temperature, top_p):
@@ -303,9 +315,9 @@ def generate_batches(bundle: ModelBundle, batches: Iterable[list[list[int]]], ma
         stop_ids = (end_token_ids(bundle.tokenizer, bundle.config, (bundle.path, bundle.base_path))
                     if bundle.tokenizer else bundle.config.eos_token_ids)
     greedy = temperature <= 0.0
-    jitted = jitted_generation(bundle.config, bundle.options, max_new_tokens, greedy)
     mesh = bundle.mesh
     dp = mesh.shape["data"] * mesh.shape["fsdp"]
+    jitted = jitted_generation(bundle.config, bundle.options, max_new_tokens, greedy, dp)
     pad_id = bundle.config.pad_token_id or 0
     stop = jnp.asarray(np.asarray(stop_ids or (-2,), np.int32))
     key = jax.random.key(seed)

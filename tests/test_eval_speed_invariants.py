@@ -120,16 +120,19 @@ def test_answers_do_not_depend_on_order_batch_size_or_chunking(bundle, monkeypat
 
 def test_prefill_rows_bound_the_activations():
     budget = generation.ACTIVATION_BUDGET_BYTES
-    for rows in (1, 2, 3, 8, 12, 16):
+    for rows, multiple in ((1, 1), (2, 1), (3, 1), (8, 1), (12, 1), (16, 1), (8, 4), (16, 8), (12, 6)):
         for bucket in (64, 1024, 2560, 4096, 10240):
-            group = generation.prefill_rows(rows, bucket, 1024)
-            assert rows % group == 0 and group & (group - 1) == 0
-            assert group * 3 * bucket * 1024 * 4 <= budget or group == 1
-            assert group == rows & -rows or 2 * group * 3 * bucket * 1024 * 4 > budget  # as many as fit
-    # bench.eval_process's batches (intermediate 1,024): 4 rows of 2,560 slots, 2 of 4,096.
+            group = generation.prefill_rows(rows, bucket, 1024, multiple)
+            assert rows % group == 0 and group % multiple == 0
+            assert group * 3 * bucket * 1024 * 4 <= budget or group == multiple
+            # as many rows as fit: the next larger divisor does not
+            larger = [g for g in range(group + multiple, rows + 1, multiple) if rows % g == 0]
+            assert not larger or larger[0] * 3 * bucket * 1024 * 4 > budget
+    # bench.eval_process's batches (intermediate 1,024): 4 rows of 2,560 slots, 2 of 3,072 and 4,096.
     assert generation.ACTIVATION_BUDGET_BYTES == 128 * 2**20
     assert [generation.prefill_rows(16, b, 1024) for b in (2560, 3072, 4096)] == [4, 2, 2]
-    assert generation.prefill_rows(12, 64, 1024) == 4
+    assert generation.prefill_rows(12, 2560, 1024) == 4 and generation.prefill_rows(12, 64, 1024) == 12
+    assert generation.prefill_rows(16, 10240, 1024, 8) == 8  # never fewer than one row per device
 
 
 @pytest.mark.parametrize("attention", ["xla", "blockwise"])

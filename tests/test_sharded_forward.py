@@ -54,6 +54,38 @@ def test_data_parallel_generation_equals_single_device(hf_dir):
     assert a == b
 
 
+def test_prefill_passes_stay_on_their_devices(hf_dir, monkeypatch):
+    """A batch prefilled in several passes of rows (a small activation budget: 2 passes of
+    4 rows on 4 data-parallel devices) gives the single-device answers, and each pass takes
+    one row per device: the compiled prefill moves no rows between devices."""
+    from petool_jax import generation
+
+    prompts = [list(range(3, 3 + n)) for n in (4, 30, 11, 70, 5, 19, 40, 8)]
+    single = load_model(hf_dir, mesh=make_mesh(devices=jax.devices()[:1]))
+    sharded = load_model(hf_dir, mesh=make_mesh(4, 1, 2))
+    reference = generate_batch(single, prompts, max_new_tokens=10, batch_size=8, stop_ids=(), progress=False)
+    bucket = generation.prompt_bucket(69)
+    monkeypatch.setattr(generation, "ACTIVATION_BUDGET_BYTES",
+                        4 * 3 * bucket * sharded.config.intermediate_size * 4)
+    assert generation.prefill_rows(8, bucket, sharded.config.intermediate_size, 4) == 4
+    assert generation.prefill_rows(8, bucket, sharded.config.intermediate_size, 1) == 4
+    generation.jitted_generation.cache_clear()
+    try:
+        assert generate_batch(sharded, prompts, max_new_tokens=10, batch_size=8, stop_ids=(),
+                              progress=False) == reference
+        tokens, _, start, _ = generation.pack_batch(prompts, 8, 0)
+        prefill = generation.jitted_generation(sharded.config, sharded.options, 10, True, 4).prefill
+        with mesh_rules(sharded.mesh):
+            hlo = prefill.lower(sharded.params, jax.device_put(tokens, batch_sharding(sharded.mesh)),
+                                jax.device_put(start, batch_sharding(sharded.mesh, 1))).compile().as_text()
+    finally:
+        generation.jitted_generation.cache_clear()
+    # tensor parallelism reduces over its 2 devices; rows never move across the 4 data ones
+    assert "all-reduce" in hlo
+    for collective in ("all-gather", "all-to-all", "collective-permute"):
+        assert collective not in hlo, collective
+
+
 def test_indivisible_dimension_is_a_clear_error():
     import dataclasses
 
