@@ -2,10 +2,11 @@
 
 Prompts are left-padded into a batch so every row writes its next token at the same cache
 slot; each row keeps its own RoPE positions (slot - start) and mask. `prefill` fills a
-`KVCache` with all prompt tokens but the last, in causal chunks; `decode` runs a
-lax.while_loop with the cache donated: each step feeds one token (first the prompt's last,
-then the one just sampled) and samples the next, stopping when all rows hit an end token.
-`jitted_generation` compiles the pair for one model, length limit and sampling mode.
+`KVCache` with all prompt tokens but the last; `decode` runs a lax.while_loop with the
+cache donated: each step feeds one token (first the prompt's last, then the one just
+sampled) and samples the next, stopping when all rows hit an end token.
+`jitted_generation` compiles the pair for one model, length limit and sampling mode;
+`generate_batches` runs batches one ahead of the one whose tokens are read back.
 
 Shapes are few on purpose: prompt lengths are rounded up to buckets (four per octave), a
 batch has a power-of-two number of rows (at most batch_size), so a whole benchmark compiles
